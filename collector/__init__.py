@@ -1,0 +1,1 @@
+"""The OTLP/HTTP metrics receiver: decode → validate → convert → batch → durable insert."""

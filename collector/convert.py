@@ -1,0 +1,487 @@
+"""OTLP metrics to the exporter tables' columns: validation and conversion in one pass.
+
+Pure: no I/O and no clock (the caller passes `now_ns`). Every point either lands in exactly one
+table's columns or is counted under one rejection reason, so
+`received == accepted + sum(rejected.values())` always holds.
+
+Columns that are constant for a metric (resource, scope, name, unit, temporality) are appended
+once per metric with `extend(repeat(...))`; only per-point columns are touched per point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from base64 import b64encode
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from vigil.store.schema import EXP_HISTOGRAM, GAUGE, HISTOGRAM, SUM, SUMMARY
+
+# Rejection reasons: labels of vigil_collector_points_rejected_total and words in partial-success messages.
+TIMESTAMP = "timestamp_out_of_range"
+NON_FINITE = "non_finite_value"
+NO_VALUE = "no_recorded_value"
+ATTRIBUTE_LIMIT = "attribute_limit"
+SERIES_LIMIT = "series_limit"
+MALFORMED_POINT = "malformed_point"
+NO_NAME = "missing_metric_name"
+
+FLAG_NO_RECORDED_VALUE = 1
+
+SHARED_COLUMNS = (
+    "ResourceAttributes",
+    "ResourceSchemaUrl",
+    "ScopeName",
+    "ScopeVersion",
+    "ScopeAttributes",
+    "ScopeDroppedAttrCount",
+    "ScopeSchemaUrl",
+    "ServiceName",
+    "MetricName",
+    "MetricDescription",
+    "MetricUnit",
+)
+POINT_COLUMNS = ("Attributes", "StartTimeUnix", "TimeUnix", "Flags")
+EXEMPLAR_COLUMNS = (
+    "Exemplars.FilteredAttributes",
+    "Exemplars.TimeUnix",
+    "Exemplars.Value",
+    "Exemplars.SpanId",
+    "Exemplars.TraceId",
+)
+KIND_POINT_COLUMNS = {
+    GAUGE: ("Value",),
+    SUM: ("Value",),
+    HISTOGRAM: ("Count", "Sum", "BucketCounts", "ExplicitBounds", "Min", "Max"),
+    EXP_HISTOGRAM: (
+        "Count",
+        "Sum",
+        "Scale",
+        "ZeroCount",
+        "PositiveOffset",
+        "PositiveBucketCounts",
+        "NegativeOffset",
+        "NegativeBucketCounts",
+        "Min",
+        "Max",
+    ),
+    SUMMARY: ("Count", "Sum", "ValueAtQuantiles.Quantile", "ValueAtQuantiles.Value"),
+}
+KIND_METRIC_COLUMNS = {
+    GAUGE: (),
+    SUM: ("AggregationTemporality", "IsMonotonic"),
+    HISTOGRAM: ("AggregationTemporality",),
+    EXP_HISTOGRAM: ("AggregationTemporality",),
+    SUMMARY: (),
+}
+
+
+def column_names(table: str) -> tuple[str, ...]:
+    exemplars = () if table == SUMMARY else EXEMPLAR_COLUMNS
+    return SHARED_COLUMNS + POINT_COLUMNS + KIND_POINT_COLUMNS[table] + exemplars + KIND_METRIC_COLUMNS[table]
+
+
+class TableColumns:
+    """Column lists for one table, filled in `column_names(table)` order."""
+
+    __slots__ = ("columns", "names", "rows", "table")
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.names = column_names(table)
+        self.columns: dict[str, list[Any]] = {name: [] for name in self.names}
+        self.rows = 0
+
+    def extend(self, other: TableColumns) -> None:
+        for name, values in other.columns.items():
+            self.columns[name].extend(values)
+        self.rows += other.rows
+
+    def as_lists(self) -> list[list[Any]]:
+        return [self.columns[name] for name in self.names]
+
+
+@dataclass
+class Limits:
+    max_attributes: int = 128
+    max_key_length: int = 256
+    max_value_length: int = 4096
+    max_series_per_metric: int = 100_000
+    max_age_ns: int = 14 * 86_400 * 10**9
+    max_future_ns: int = 10 * 60 * 10**9
+
+
+class SeriesLimiter:
+    """Caps distinct series per metric over a sliding window of two generations.
+
+    A series counts as live if seen in this generation or the previous one; `roll()` (called
+    by the owner on a timer) retires the older generation, so churning series (restarted pods)
+    do not exhaust the limit forever.
+    """
+
+    def __init__(self, max_series_per_metric: int) -> None:
+        self.limit = max_series_per_metric
+        self.current: dict[str, set[int]] = {}
+        self.previous: dict[str, set[int]] = {}
+
+    def admit(self, metric: str, series: int) -> bool:
+        current = self.current.get(metric)
+        if current is None:
+            current = self.current[metric] = set()
+        if series in current:
+            return True
+        previous = self.previous.get(metric)
+        if previous is not None and series in previous:
+            current.add(series)
+            return True
+        live = len(current) + (len(previous - current) if previous else 0)
+        if live >= self.limit:
+            return False
+        current.add(series)
+        return True
+
+    def roll(self) -> None:
+        self.previous, self.current = self.current, {}
+
+
+def any_value(value: Any) -> str:
+    """AnyValue as the exporter stores it: strings as-is, scalars as text, lists and maps as JSON."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind is None:
+        return ""
+    return (
+        json.dumps(_plain(value), separators=(",", ":"))
+        if kind in ("array_value", "kvlist_value")
+        else (_scalar_text(value, kind))
+    )
+
+
+def _scalar_text(value: Any, kind: str) -> str:
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind == "bytes_value":
+        return b64encode(value.bytes_value).decode()
+    return ""
+
+
+def _plain(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_plain(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bytes_value":
+        return b64encode(value.bytes_value).decode()
+    return None
+
+
+class AttributeCache:
+    """Sorted attribute maps, built once per distinct attribute set and shared between rows.
+
+    The key is the attributes' (key, value) pairs as sent; the value is the sorted dict with a
+    hash of its content (the series identity), or None when the set breaks a limit. Bounded:
+    cleared when it grows past `capacity`.
+    """
+
+    def __init__(self, limits: Limits, capacity: int = 500_000) -> None:
+        self.limits = limits
+        self.capacity = capacity
+        self._maps: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], int] | None] = {}
+
+    def get(self, kvs: Any) -> tuple[dict[str, str], int] | None:
+        pairs = tuple([(kv.key, any_value(kv.value)) for kv in kvs])
+        cached = self._maps.get(pairs, False)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        if len(self._maps) >= self.capacity:
+            self._maps.clear()
+        limits = self.limits
+        ok = len(pairs) <= limits.max_attributes and all(
+            len(k) <= limits.max_key_length and len(v) <= limits.max_value_length for k, v in pairs
+        )
+        ordered = tuple(sorted(pairs))
+        built = (dict(ordered), hash(ordered)) if ok else None
+        self._maps[pairs] = built
+        return built
+
+
+@dataclass
+class Conversion:
+    tables: dict[str, TableColumns] = field(default_factory=dict)
+    received: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    series_refused: Counter[str] = field(default_factory=Counter)  # by metric name
+
+    @property
+    def accepted(self) -> int:
+        return sum(t.rows for t in self.tables.values())
+
+    def columns_for(self, table: str) -> TableColumns:
+        cols = self.tables.get(table)
+        if cols is None:
+            cols = self.tables[table] = TableColumns(table)
+        return cols
+
+    def rejection_message(self) -> str:
+        if not self.rejected:
+            return ""
+        reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(self.rejected.items()))
+        return f"{sum(self.rejected.values())} data points rejected: {reasons}"
+
+
+_INF = math.inf
+_EMPTY: list[Any] = []
+
+
+def _hex(raw: bytes) -> str:
+    return raw.hex()
+
+
+class Converter:
+    """Holds the limits and the per-process state (attribute cache, series limiter)."""
+
+    def __init__(self, limits: Limits, limiter: SeriesLimiter | None = None) -> None:
+        self.limits = limits
+        self.attributes = AttributeCache(limits)
+        self.limiter = limiter or SeriesLimiter(limits.max_series_per_metric)
+
+    def convert(self, request: ExportMetricsServiceRequest, now_ns: int) -> Conversion:
+        out = Conversion()
+        lo, hi = now_ns - self.limits.max_age_ns, now_ns + self.limits.max_future_ns
+        for rm in request.resource_metrics:
+            resource = self.attributes.get(rm.resource.attributes)
+            for sm in rm.scope_metrics:
+                scope = self.attributes.get(sm.scope.attributes)
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    data = getattr(metric, kind)
+                    points = data.data_points
+                    n_points = len(points)
+                    out.received += n_points
+                    if resource is None or scope is None:
+                        out.rejected[ATTRIBUTE_LIMIT] += n_points
+                        continue
+                    if not metric.name:
+                        out.rejected[NO_NAME] += n_points
+                        continue
+                    table = _TABLE_OF[kind]
+                    cols = out.columns_for(table)
+                    before = cols.rows
+                    resource_attrs, resource_hash = resource
+                    series_prefix = hash((metric.name, resource_hash))
+                    accepted = self._points(table, kind, points, cols, out, lo, hi, metric.name, series_prefix)
+                    if not accepted:
+                        continue
+                    c = cols.columns
+                    shared = (
+                        resource_attrs,
+                        rm.schema_url,
+                        sm.scope.name,
+                        sm.scope.version,
+                        scope[0],
+                        sm.scope.dropped_attributes_count,
+                        sm.schema_url,
+                        resource_attrs.get("service.name", ""),
+                        metric.name,
+                        metric.description,
+                        metric.unit,
+                    )
+                    for name, value in zip(SHARED_COLUMNS, shared, strict=True):
+                        c[name].extend(repeat(value, accepted))
+                    if kind == "sum":
+                        c["AggregationTemporality"].extend(repeat(data.aggregation_temporality, accepted))
+                        c["IsMonotonic"].extend(repeat(data.is_monotonic, accepted))
+                    elif kind in ("histogram", "exponential_histogram"):
+                        c["AggregationTemporality"].extend(repeat(data.aggregation_temporality, accepted))
+                    cols.rows = before + accepted
+        return out
+
+    def _points(
+        self,
+        table: str,
+        kind: str,
+        points: Any,
+        cols: TableColumns,
+        out: Conversion,
+        lo: int,
+        hi: int,
+        metric: str,
+        series_prefix: int,
+    ) -> int:
+        c = cols.columns
+        rejected = out.rejected
+        attrs_col, start_col, time_col, flags_col = (c[n] for n in POINT_COLUMNS)
+        has_exemplars = table != SUMMARY
+        attributes = self.attributes.get
+        admit = self.limiter.admit
+        isfinite = math.isfinite
+        accepted = 0
+        for dp in points:
+            t = dp.time_unix_nano
+            if t < lo or t > hi:
+                rejected[TIMESTAMP] += 1
+                continue
+            if dp.flags & FLAG_NO_RECORDED_VALUE:
+                rejected[NO_VALUE] += 1
+                continue
+            reason = _VALIDATE[kind](dp, isfinite)
+            if reason:
+                rejected[reason] += 1
+                continue
+            attrs = attributes(dp.attributes)
+            if attrs is None:
+                rejected[ATTRIBUTE_LIMIT] += 1
+                continue
+            if not admit(metric, series_prefix ^ attrs[1]):
+                rejected[SERIES_LIMIT] += 1
+                out.series_refused[metric] += 1
+                continue
+            attrs_col.append(attrs[0])
+            start_col.append(dp.start_time_unix_nano)
+            time_col.append(t)
+            flags_col.append(dp.flags)
+            _APPEND[kind](dp, c)
+            if has_exemplars:
+                self._exemplars(dp.exemplars, c)
+            accepted += 1
+        return accepted
+
+    def _exemplars(self, exemplars: Any, c: dict[str, list[Any]]) -> None:
+        if not exemplars:
+            for name in EXEMPLAR_COLUMNS:
+                c[name].append(_EMPTY)
+            return
+        c["Exemplars.FilteredAttributes"].append(
+            [dict(sorted((kv.key, any_value(kv.value)) for kv in e.filtered_attributes)) for e in exemplars]
+        )
+        c["Exemplars.TimeUnix"].append([e.time_unix_nano for e in exemplars])
+        c["Exemplars.Value"].append(
+            [e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int) for e in exemplars]
+        )
+        c["Exemplars.SpanId"].append([_hex(e.span_id) for e in exemplars])
+        c["Exemplars.TraceId"].append([_hex(e.trace_id) for e in exemplars])
+
+
+def _number(dp: Any) -> float | None:
+    which = dp.WhichOneof("value")
+    if which == "as_double":
+        return dp.as_double
+    if which == "as_int":
+        return float(dp.as_int)
+    return None
+
+
+def _validate_number(dp: Any, isfinite: Any) -> str | None:
+    value = _number(dp)
+    if value is None:
+        return MALFORMED_POINT
+    return None if isfinite(value) else NON_FINITE
+
+
+def _validate_histogram(dp: Any, isfinite: Any) -> str | None:
+    bounds = len(dp.explicit_bounds)
+    buckets = dp.bucket_counts
+    if buckets and len(buckets) != bounds + 1:
+        return MALFORMED_POINT
+    if buckets and sum(buckets) != dp.count:
+        return MALFORMED_POINT
+    for name in ("sum", "min", "max"):
+        if dp.HasField(name) and not isfinite(getattr(dp, name)):
+            return NON_FINITE
+    return None
+
+
+def _validate_exp_histogram(dp: Any, isfinite: Any) -> str | None:
+    total = dp.zero_count + sum(dp.positive.bucket_counts) + sum(dp.negative.bucket_counts)
+    if total != dp.count:
+        return MALFORMED_POINT
+    for name in ("sum", "min", "max"):
+        if dp.HasField(name) and not isfinite(getattr(dp, name)):
+            return NON_FINITE
+    return None
+
+
+def _validate_summary(dp: Any, isfinite: Any) -> str | None:
+    if not isfinite(dp.sum):
+        return NON_FINITE
+    for q in dp.quantile_values:
+        if not (0.0 <= q.quantile <= 1.0) or not isfinite(q.value):
+            return MALFORMED_POINT if isfinite(q.value) else NON_FINITE
+    return None
+
+
+def _append_number(dp: Any, c: dict[str, list[Any]]) -> None:
+    c["Value"].append(_number(dp))
+
+
+def _append_histogram(dp: Any, c: dict[str, list[Any]]) -> None:
+    c["Count"].append(dp.count)
+    c["Sum"].append(dp.sum)
+    c["BucketCounts"].append(list(dp.bucket_counts))
+    c["ExplicitBounds"].append(list(dp.explicit_bounds))
+    c["Min"].append(dp.min)
+    c["Max"].append(dp.max)
+
+
+def _append_exp_histogram(dp: Any, c: dict[str, list[Any]]) -> None:
+    c["Count"].append(dp.count)
+    c["Sum"].append(dp.sum)
+    c["Scale"].append(dp.scale)
+    c["ZeroCount"].append(dp.zero_count)
+    c["PositiveOffset"].append(dp.positive.offset)
+    c["PositiveBucketCounts"].append(list(dp.positive.bucket_counts))
+    c["NegativeOffset"].append(dp.negative.offset)
+    c["NegativeBucketCounts"].append(list(dp.negative.bucket_counts))
+    c["Min"].append(dp.min)
+    c["Max"].append(dp.max)
+
+
+def _append_summary(dp: Any, c: dict[str, list[Any]]) -> None:
+    c["Count"].append(dp.count)
+    c["Sum"].append(dp.sum)
+    c["ValueAtQuantiles.Quantile"].append([q.quantile for q in dp.quantile_values])
+    c["ValueAtQuantiles.Value"].append([q.value for q in dp.quantile_values])
+
+
+_TABLE_OF = {
+    "gauge": GAUGE,
+    "sum": SUM,
+    "histogram": HISTOGRAM,
+    "exponential_histogram": EXP_HISTOGRAM,
+    "summary": SUMMARY,
+}
+_VALIDATE = {
+    "gauge": _validate_number,
+    "sum": _validate_number,
+    "histogram": _validate_histogram,
+    "exponential_histogram": _validate_exp_histogram,
+    "summary": _validate_summary,
+}
+_APPEND = {
+    "gauge": _append_number,
+    "sum": _append_number,
+    "histogram": _append_histogram,
+    "exponential_histogram": _append_exp_histogram,
+    "summary": _append_summary,
+}

@@ -1,0 +1,44 @@
+"""Typed ingest errors. The router maps each to its HTTP status in one place."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    status = 400
+    retry_after: float | None = None
+
+
+class MalformedPayload(IngestError):
+    status = 400
+
+
+class PayloadTooLarge(IngestError):
+    status = 413
+
+
+class UnsupportedMediaType(IngestError):
+    status = 415
+
+
+class Unauthorized(IngestError):
+    status = 401
+
+
+class QueueFull(IngestError):
+    """The in-memory queue is at its bound: the client should retry later."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(IngestError):
+    """The insert failed or the collector is stopping; nothing was acknowledged."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 2.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,98 @@
+"""The collector's write-ahead log: a batch's request bodies, on disk before its insert starts.
+
+Why: one batch is several inserts (one per table, then the ledger). If the process dies
+between them, the batch is replayed at start-up with the same deduplication tokens, so the
+tables that already hold it skip it and the rest receive it; the client's retry then finds its
+key in the ledger. That closes the one window in which a retry could otherwise duplicate rows.
+
+A file is written to a temporary name, fsynced, then renamed, so a file under its final name is
+always complete; its CRC is checked anyway before replay.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MAGIC = b"VWAL1\n"
+_LEN = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class WalEntry:
+    key: str
+    media: str
+    encoding: str
+    body: bytes
+
+
+class CorruptWal(Exception):
+    pass
+
+
+def _pack(entries: list[WalEntry]) -> bytes:
+    parts = [MAGIC, _LEN.pack(len(entries))]
+    for e in entries:
+        for field in (e.key.encode(), e.media.encode(), e.encoding.encode(), e.body):
+            parts.append(_LEN.pack(len(field)))
+            parts.append(field)
+    payload = b"".join(parts)
+    return payload + _LEN.pack(zlib.crc32(payload))
+
+
+def _unpack(data: bytes) -> list[WalEntry]:
+    if len(data) < len(MAGIC) + 8 or not data.startswith(MAGIC):
+        raise CorruptWal("bad header")
+    payload, (crc,) = data[:-4], _LEN.unpack(data[-4:])
+    if zlib.crc32(payload) != crc:
+        raise CorruptWal("checksum mismatch")
+    pos = len(MAGIC)
+    (count,) = _LEN.unpack_from(payload, pos)
+    pos += 4
+    entries = []
+    for _ in range(count):
+        fields = []
+        for _ in range(4):
+            (n,) = _LEN.unpack_from(payload, pos)
+            pos += 4
+            fields.append(payload[pos : pos + n])
+            pos += n
+        entries.append(WalEntry(fields[0].decode(), fields[1].decode(), fields[2].decode(), fields[3]))
+    return entries
+
+
+class WriteAheadLog:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, batch_id: str, entries: list[WalEntry]) -> None:
+        final = self.directory / f"{batch_id}.wal"
+        tmp = self.directory / f".{batch_id}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(_pack(entries))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def remove(self, batch_id: str) -> None:
+        (self.directory / f"{batch_id}.wal").unlink(missing_ok=True)
+
+    def pending(self) -> Iterator[tuple[str, list[WalEntry] | None]]:
+        """Batches left by a previous process, oldest first; None for an unreadable file."""
+        for tmp in self.directory.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)  # never renamed: its batch was never inserted
+        for path in sorted(self.directory.glob("*.wal")):
+            try:
+                yield path.stem, _unpack(path.read_bytes())
+            except (CorruptWal, struct.error, UnicodeDecodeError):
+                yield path.stem, None

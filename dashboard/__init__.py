@@ -1,0 +1,1 @@
+"""Web pages, JSON API, runbook engine and auth: built by its issue."""

@@ -1,0 +1,289 @@
+-- 001 schema_migrations
+CREATE TABLE IF NOT EXISTS vigil_schema_migrations_local ON CLUSTER `vigil`
+(Version UInt32, Name String, AppliedAt DateTime64(3)
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/vigil_schema_migrations_local', '{replica}')
+ORDER BY (Version)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS vigil_schema_migrations ON CLUSTER `vigil` AS vigil_schema_migrations_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_schema_migrations_local, rand());
+
+-- 002 otel_metric_tables
+CREATE TABLE IF NOT EXISTS otel_metrics_gauge_local ON CLUSTER `vigil`
+(ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Value Float64 CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/otel_metrics_gauge_local', '{replica}')
+PARTITION BY toDate(TimeUnix)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, toUnixTimestamp64Nano(TimeUnix))
+TTL toDateTime(TimeUnix) + toIntervalDay(14)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS otel_metrics_gauge ON CLUSTER `vigil` AS otel_metrics_gauge_local
+ENGINE = Distributed(`vigil`, currentDatabase(), otel_metrics_gauge_local, rand());
+
+CREATE TABLE IF NOT EXISTS otel_metrics_sum_local ON CLUSTER `vigil`
+(ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Value Float64 CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    IsMonotonic Bool CODEC(Delta, ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/otel_metrics_sum_local', '{replica}')
+PARTITION BY toDate(TimeUnix)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, toUnixTimestamp64Nano(TimeUnix))
+TTL toDateTime(TimeUnix) + toIntervalDay(14)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS otel_metrics_sum ON CLUSTER `vigil` AS otel_metrics_sum_local
+ENGINE = Distributed(`vigil`, currentDatabase(), otel_metrics_sum_local, rand());
+
+CREATE TABLE IF NOT EXISTS otel_metrics_histogram_local ON CLUSTER `vigil`
+(ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/otel_metrics_histogram_local', '{replica}')
+PARTITION BY toDate(TimeUnix)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, toUnixTimestamp64Nano(TimeUnix))
+TTL toDateTime(TimeUnix) + toIntervalDay(14)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS otel_metrics_histogram ON CLUSTER `vigil` AS otel_metrics_histogram_local
+ENGINE = Distributed(`vigil`, currentDatabase(), otel_metrics_histogram_local, rand());
+
+CREATE TABLE IF NOT EXISTS otel_metrics_exponential_histogram_local ON CLUSTER `vigil`
+(ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/otel_metrics_exponential_histogram_local', '{replica}')
+PARTITION BY toDate(TimeUnix)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, toUnixTimestamp64Nano(TimeUnix))
+TTL toDateTime(TimeUnix) + toIntervalDay(14)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS otel_metrics_exponential_histogram ON CLUSTER `vigil` AS otel_metrics_exponential_histogram_local
+ENGINE = Distributed(`vigil`, currentDatabase(), otel_metrics_exponential_histogram_local, rand());
+
+CREATE TABLE IF NOT EXISTS otel_metrics_summary_local ON CLUSTER `vigil`
+(ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    ValueAtQuantiles Nested (
+        Quantile Float64,
+        Value Float64
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/otel_metrics_summary_local', '{replica}')
+PARTITION BY toDate(TimeUnix)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, toUnixTimestamp64Nano(TimeUnix))
+TTL toDateTime(TimeUnix) + toIntervalDay(14)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS otel_metrics_summary ON CLUSTER `vigil` AS otel_metrics_summary_local
+ENGINE = Distributed(`vigil`, currentDatabase(), otel_metrics_summary_local, rand());
+
+-- 003 gauge_rollups_1m_1h
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    ValueAvg AggregateFunction(avg, Float64),
+    ValueMin SimpleAggregateFunction(min, Float64),
+    ValueMax SimpleAggregateFunction(max, Float64),
+    ValueLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    Count SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1m_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(90)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m ON CLUSTER `vigil` AS vigil_metrics_gauge_1m_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1m_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_1m_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_1m_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes,
+    toDateTime(toStartOfMinute(TimeUnix)) AS TimeBucket,
+    avgState(Value) AS ValueAvg, min(Value) AS ValueMin, max(Value) AS ValueMax,
+    argMaxState(Value, TimeUnix) AS ValueLast, toUInt64(count()) AS Count
+FROM otel_metrics_gauge_local
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    ValueAvg AggregateFunction(avg, Float64),
+    ValueMin SimpleAggregateFunction(min, Float64),
+    ValueMax SimpleAggregateFunction(max, Float64),
+    ValueLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    Count SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1h_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(730)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h ON CLUSTER `vigil` AS vigil_metrics_gauge_1h_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1h_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_1h_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_1h_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes,
+    toDateTime(toStartOfHour(TimeUnix)) AS TimeBucket,
+    avgState(Value) AS ValueAvg, min(Value) AS ValueMin, max(Value) AS ValueMax,
+    argMaxState(Value, TimeUnix) AS ValueLast, toUInt64(count()) AS Count
+FROM otel_metrics_gauge_local
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
+
+-- 004 ingest_ledger
+CREATE TABLE IF NOT EXISTS vigil_ingest_requests_local ON CLUSTER `vigil`
+(Key String, BatchId String, Points UInt64, CommittedAt DateTime64(3)
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/vigil_ingest_requests_local', '{replica}')
+ORDER BY (Key)
+TTL toDateTime(CommittedAt) + toIntervalHour(24)
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_ingest_requests ON CLUSTER `vigil` AS vigil_ingest_requests_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_ingest_requests_local, rand());
+

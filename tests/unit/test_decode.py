@@ -1,0 +1,99 @@
+import gzip
+import json
+import zlib
+
+import pytest
+
+from collector import decode
+from collector.errors import MalformedPayload, PayloadTooLarge, UnsupportedMediaType
+from tests.otlp import gauge_request
+
+
+def test_media_types() -> None:
+    assert decode.media_type("application/x-protobuf") == decode.PROTOBUF
+    assert decode.media_type("application/json; charset=utf-8") == decode.JSON
+    with pytest.raises(UnsupportedMediaType, match="text/plain"):
+        decode.media_type("text/plain")
+    with pytest.raises(UnsupportedMediaType):
+        decode.media_type(None)
+
+
+def test_gzip_and_deflate_round_trip() -> None:
+    body = gauge_request(3)
+    assert decode.decompress(gzip.compress(body), "gzip", 1 << 20) == body
+    assert decode.decompress(zlib.compress(body), "deflate", 1 << 20) == body
+    assert decode.decompress(body, None, 1 << 20) == body
+
+
+def test_gzip_bomb_stops_at_the_limit() -> None:
+    bomb = gzip.compress(b"\0" * (50 << 20))
+    with pytest.raises(PayloadTooLarge, match="decompressed"):
+        decode.decompress(bomb, "gzip", 1 << 20)
+
+
+def test_bad_or_truncated_gzip_is_malformed() -> None:
+    with pytest.raises(MalformedPayload, match="gzip"):
+        decode.decompress(b"not gzip", "gzip", 1 << 20)
+    with pytest.raises(MalformedPayload, match="truncated"):
+        decode.decompress(gzip.compress(b"x" * 1000)[:-12], "gzip", 1 << 20)
+    with pytest.raises(UnsupportedMediaType, match="br"):
+        decode.decompress(b"", "br", 1 << 20)
+
+
+def test_protobuf_garbage_is_malformed() -> None:
+    with pytest.raises(MalformedPayload, match="ExportMetricsServiceRequest"):
+        decode.parse(b"\xff\xff\xff\xff", decode.PROTOBUF)
+
+
+def test_json_with_hex_exemplar_ids_and_unknown_fields() -> None:
+    doc = {
+        "resourceMetrics": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+                "futureField": 1,
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "m",
+                                "gauge": {
+                                    "dataPoints": [
+                                        {
+                                            "timeUnixNano": "1700000000000000000",
+                                            "asInt": "7",
+                                            "exemplars": [
+                                                {
+                                                    "asDouble": 1.5,
+                                                    "traceId": "5b8efff798038103d269b633813fc60c",
+                                                    "spanId": "eee19b7ec3c1b174",
+                                                }
+                                            ],
+                                        }
+                                    ]
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    req = decode.parse(json.dumps(doc).encode(), decode.JSON)
+    dp = req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
+    assert dp.as_int == 7
+    assert dp.exemplars[0].trace_id.hex() == "5b8efff798038103d269b633813fc60c"
+    assert dp.exemplars[0].span_id.hex() == "eee19b7ec3c1b174"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1,2]",
+        b'{"resourceMetrics": "nope"}',
+        b'{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":[{"exemplars":[{"traceId":"zz"}]}]}}]}]}]}',
+    ],
+)
+def test_malformed_json(body: bytes) -> None:
+    with pytest.raises(MalformedPayload):
+        decode.parse(body, decode.JSON)

@@ -1,0 +1,158 @@
+"""`vigil`: the command line. Each subcommand is one function; errors end as `vigil: error: ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from vigil import logs
+from vigil.logs import event
+from vigil.settings import Settings, settings_markdown
+from vigil.store import StoreError, open_store
+from vigil.store.schema import SchemaContext, migrate, render_sql
+from vigil.supervisor import ChildSpec, Supervisor
+
+log = logging.getLogger("vigil")
+
+# Child processes `vigil up` supervises, by name; the workload and agent issues register theirs.
+# Each factory gets the parsed `up` arguments and the settings and returns the child to run.
+CHILDREN: dict[str, Callable[[argparse.Namespace, Settings], ChildSpec]] = {}
+
+
+class CliError(Exception):
+    pass
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"VIGIL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise CliError(f"invalid settings: {problems}") from None
+
+
+def schema_context(settings: Settings) -> SchemaContext:
+    return SchemaContext(
+        cluster=settings.clickhouse_cluster,
+        raw_ttl_days=settings.raw_ttl_days,
+        rollup_1m_ttl_days=settings.rollup_1m_ttl_days,
+        rollup_1h_ttl_days=settings.rollup_1h_ttl_days,
+        idempotency_window_hours=settings.idempotency_window_hours,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vigil.app import create_app
+
+    settings = load_settings(data=args.data, port=args.port, host=args.host)
+    store = open_store(settings.store_url, settings.clickhouse_cluster)
+    supervisor: Supervisor | None = None
+    try:
+        migrate(store, schema_context(settings))
+        app = create_app(settings, store)
+        skipped = {"agent": args.no_agent, "workload": args.no_workload}
+        specs = [factory(args, settings) for name, factory in CHILDREN.items() if not skipped.get(name)]
+        supervisor = Supervisor(specs)
+        supervisor.start()
+        event(
+            log,
+            "vigil_up",
+            url=f"http://{settings.host}:{settings.port}",
+            data=settings.data.resolve(),
+            children=",".join(s.name for s in specs) or "none",
+        )
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        )
+        server = uvicorn.Server(config)
+        # uvicorn drains on SIGTERM, restores the previous handler, then re-raises the signal;
+        # a no-op handler here lets the `finally` below close children and the store, exit 0.
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        server.run()
+        return 0 if server.started else 1
+    finally:
+        if supervisor:
+            supervisor.stop()
+        store.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = load_settings(data=args.data, clickhouse_cluster=args.cluster)
+    ctx = schema_context(settings)
+    if args.print:
+        sys.stdout.write(render_sql(ctx))
+        return 0
+    store = open_store(settings.store_url, settings.clickhouse_cluster)
+    try:
+        applied = migrate(store, ctx)
+    finally:
+        store.close()
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        sys.stdout.write(settings_markdown())
+        return 0
+    settings = load_settings()
+    print(settings.model_dump_json(indent=2, exclude={"ingest_tokens"}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run Vigil: store, collector, dashboard, workload and agent on one port")
+    up.add_argument("--data", type=Path, help="data directory (default ./.vigil; VIGIL_DATA)")
+    up.add_argument("--port", type=int, help="listen port (default 8080; VIGIL_PORT)")
+    up.add_argument("--host", help="listen address (default 127.0.0.1; VIGIL_HOST)")
+    up.add_argument("--no-agent", action="store_true", help="do not start the local GPU agent")
+    up.add_argument("--no-workload", action="store_true", help="do not start the reference workload")
+    up.add_argument("--workload-port", type=int, default=8000, help="reference workload port (default 8000)")
+    up.set_defaults(func=cmd_up)
+
+    mig = sub.add_parser("migrate", help="apply the store's migrations, or print them")
+    mig.add_argument("--data", type=Path, help="data directory (default ./.vigil)")
+    mig.add_argument("--cluster", help="render for this ClickHouse cluster (VIGIL_CLICKHOUSE_CLUSTER)")
+    mig.add_argument("--print", action="store_true", help="print the DDL instead of applying it")
+    mig.set_defaults(func=cmd_migrate)
+
+    st = sub.add_parser("settings", help="show the effective settings")
+    st.add_argument("--markdown", action="store_true", help="print the settings table of the README")
+    st.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup()
+    try:
+        return args.func(args)
+    except (CliError, StoreError) as exc:
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The one settings object. Every field reads `VIGIL_<NAME>` from the environment.
+
+The README's settings table is generated from the field descriptions here
+(`vigil settings --markdown`), so this file is the single source of truth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
+
+    data: Path = Field(Path(".vigil"), description="Data directory (embedded store, write-ahead log, lock).")
+    clickhouse_url: str = Field(
+        "",
+        description="Store URL: `chdb:///path` (embedded) or `http(s)://user:pass@host:8123/db` (server). "
+        "Empty means `chdb://<data>/clickhouse`.",
+    )
+    clickhouse_cluster: str = Field(
+        "", description="Cluster name: render migrations as ReplicatedMergeTree + Distributed `ON CLUSTER`."
+    )
+    host: str = Field("127.0.0.1", description="Address `vigil up` listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port `vigil up` listens on.")
+    ingest_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated bearer tokens for `/v1/metrics`. When set, ingest without one is refused.",
+    )
+    raw_ttl_days: int = Field(14, ge=1, description="Days raw metric rows are kept.")
+    rollup_1m_ttl_days: int = Field(90, ge=1, description="Days 1-minute rollups are kept.")
+    rollup_1h_ttl_days: int = Field(730, ge=1, description="Days 1-hour rollups are kept.")
+    batch_rows: int = Field(50_000, ge=1, description="Rows that trigger an insert.")
+    batch_wait_ms: int = Field(200, ge=0, description="Longest a point waits for its batch to fill.")
+    queue_rows: int = Field(
+        1_000_000, ge=1, description="Rows held in memory awaiting insert; past this ingest answers 429."
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body, before and after decompression."
+    )
+    max_attributes: int = Field(128, ge=1, description="Most attributes on one datapoint or resource.")
+    max_attribute_key_length: int = Field(256, ge=1, description="Longest attribute key.")
+    max_attribute_value_length: int = Field(4096, ge=1, description="Longest attribute value.")
+    max_series_per_metric: int = Field(
+        100_000, ge=1, description="Distinct series one metric may have; new series past it are refused."
+    )
+    max_point_age_hours: int = Field(336, ge=1, description="Oldest datapoint timestamp accepted, in hours before now.")
+    max_point_future_minutes: int = Field(
+        10, ge=0, description="Furthest datapoint timestamp accepted, in minutes after now."
+    )
+    idempotency_window_hours: int = Field(24, ge=1, description="How long a request's idempotency key is remembered.")
+    shutdown_timeout_s: float = Field(8.0, gt=0, description="Grace for in-flight requests on SIGTERM.")
+
+    @field_validator("ingest_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @property
+    def store_url(self) -> str:
+        return self.clickhouse_url or f"chdb://{(self.data / 'clickhouse').resolve()}"
+
+
+def settings_markdown() -> str:
+    """The README's settings table, from the field descriptions."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default
+        if isinstance(default, list):
+            default = ",".join(default)
+        shown = f"`{default}`" if default not in ("", None) else "(empty)"
+        lines.append(f"| `VIGIL_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,173 @@
+"""The client factory and the Store handle every service uses.
+
+`chdb:///path` opens the embedded engine in this process; `http(s)://user:pass@host:8123/db`
+talks to a server or cluster. Both give the same clickhouse-connect `Client` API, so nothing
+above this module knows which one it has.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from vigil.logs import event
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The store could not be opened or answered with an error."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the embedded store."""
+
+
+def embedded_path(url: str) -> Path | None:
+    """The directory of a `chdb://` URL, or None for a server URL."""
+    if not url.startswith("chdb://"):
+        return None
+    rest = url[len("chdb://") :]
+    if not rest or rest in (":memory:", "memory"):
+        raise StoreError("an in-memory chdb store cannot be shared or kept; give a directory: chdb:///path")
+    return Path(rest).expanduser().resolve()
+
+
+def make_client(url: str, settings: dict[str, Any] | None = None) -> Client:
+    """Build a clickhouse-connect client from a store URL."""
+    path = embedded_path(url)
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            return clickhouse_connect.get_client(interface="chdb", path=str(path), settings=settings)
+        except Exception as exc:
+            if "EmbeddedServer" in str(exc) or "code: 36" in str(exc).lower():
+                raise StoreLockedError(f"the embedded store {path} is open in another process") from exc
+            raise StoreError(f"could not open the embedded store {path}: {exc}") from exc
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise StoreError(f"VIGIL_CLICKHOUSE_URL: unsupported scheme {parts.scheme!r}; use chdb:// or http(s)://")
+    try:
+        return clickhouse_connect.get_client(
+            interface=parts.scheme,
+            host=parts.hostname or "localhost",
+            port=parts.port or (8443 if parts.scheme == "https" else 8123),
+            username=unquote(parts.username or "default"),
+            password=unquote(parts.password or ""),
+            database=parts.path.strip("/") or "default",
+            settings=settings,
+        )
+    except Exception as exc:
+        raise StoreError(f"could not reach ClickHouse at {parts.hostname}:{parts.port}: {exc}") from exc
+
+
+class _PathLock:
+    """An exclusive, non-blocking flock beside the embedded store, naming the holder's pid."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.store_path = store_path
+        self.path = store_path.parent / f"{store_path.name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLockedError(
+                f"the embedded store {self.store_path} is in use by another Vigil process (pid {holder}); "
+                "stop it first, or give this one another data directory with --data"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class Store:
+    """An open store: the client, its URL, and whether it is the embedded engine."""
+
+    client: Client
+    url: str
+    cluster: str = ""
+    _lock: _PathLock | None = field(default=None, repr=False)
+
+    @property
+    def embedded(self) -> bool:
+        return self.url.startswith("chdb://")
+
+    def insert_columns(
+        self,
+        table: str,
+        columns: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        dedup_token: str | None = None,
+    ) -> None:
+        settings: dict[str, Any] = {}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+            settings["insert_deduplicate"] = 1
+            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        self.client.insert(table, columns, column_names=list(column_names), column_oriented=True, settings=settings)
+
+    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.client.query(sql, parameters=parameters or {}).result_rows
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self.client.command(sql, parameters=parameters or {})
+
+    def ping(self) -> bool:
+        try:
+            return self.client.ping()
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self._lock:
+                self._lock.release()
+                self._lock = None
+            event(log, "store_closed", url=redact(self.url))
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def open_store(url: str, cluster: str = "") -> Store:
+    """Open the store at `url`, taking the single-process lock for an embedded one."""
+    lock = None
+    path = embedded_path(url)
+    if path is not None:
+        lock = _PathLock(path)
+        lock.acquire()
+    try:
+        client = make_client(url)
+    except Exception:
+        if lock:
+            lock.release()
+        raise
+    event(log, "store_opened", url=redact(url), embedded=path is not None, cluster=cluster or "-")
+    return Store(client=client, url=url, cluster=cluster, _lock=lock)

@@ -1,0 +1,346 @@
+"""Numbered, idempotent migrations, rendered for one node or for a cluster.
+
+Each migration is a function of a `SchemaContext` returning DDL statements. The same
+functions render single-node MergeTree tables, or, with a cluster name, ReplicatedMergeTree
+`<name>_local` tables plus `Distributed` tables named `<name>` (what every query and insert
+uses), all `ON CLUSTER`.
+
+Raw metric tables keep the OpenTelemetry Collector ClickHouse exporter's column names and
+types, so Grafana's ClickHouse data source and any OTel collector read and write the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vigil.logs import event
+from vigil.store.client import Store
+
+log = logging.getLogger(__name__)
+
+SCHEMA_TABLE = "vigil_schema_migrations"
+DEDUP_WINDOW = 10_000  # recent insert blocks whose dedup tokens/hashes a table remembers
+
+GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY = (
+    "otel_metrics_gauge",
+    "otel_metrics_sum",
+    "otel_metrics_histogram",
+    "otel_metrics_exponential_histogram",
+    "otel_metrics_summary",
+)
+METRIC_TABLES = (GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY)
+ROLLUP_1M, ROLLUP_1H = "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h"
+INGEST_LEDGER = "vigil_ingest_requests"
+
+_MAP = "Map(LowCardinality(String), String)"
+
+COMMON_HEAD = f"""
+    ResourceAttributes {_MAP} CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes {_MAP} CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes {_MAP} CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),"""
+
+EXEMPLARS = f"""
+    Exemplars Nested (
+        FilteredAttributes {_MAP},
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),"""
+
+INDEXES = """
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1"""
+
+PER_KIND = {
+    GAUGE: "Value Float64 CODEC(ZSTD(1)),",
+    SUM: "Value Float64 CODEC(ZSTD(1)),",
+    HISTOGRAM: """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),""",
+    EXP_HISTOGRAM: """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),""",
+    SUMMARY: """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    ValueAtQuantiles Nested (
+        Quantile Float64,
+        Value Float64
+    ) CODEC(ZSTD(1)),""",
+}
+
+PER_KIND_TAIL = {
+    GAUGE: "Flags UInt32 CODEC(ZSTD(1)),",
+    SUM: """Flags UInt32 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    IsMonotonic Bool CODEC(Delta, ZSTD(1)),""",
+    HISTOGRAM: """Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),""",
+    EXP_HISTOGRAM: """Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),""",
+    SUMMARY: "Flags UInt32 CODEC(ZSTD(1)),",
+}
+
+SERIES_KEY = "MetricName, ServiceName, ResourceAttributes, Attributes"
+
+
+@dataclass(frozen=True)
+class SchemaContext:
+    cluster: str = ""
+    raw_ttl_days: int = 14
+    rollup_1m_ttl_days: int = 90
+    rollup_1h_ttl_days: int = 730
+    idempotency_window_hours: int = 24
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
+
+    def storage_name(self, table: str) -> str:
+        """The table that holds the rows: `<table>_local` on a cluster, else `table` itself."""
+        return f"{table}_local" if self.cluster else table
+
+    def table(
+        self,
+        name: str,
+        body: str,
+        *,
+        engine: str = "MergeTree",
+        partition_by: str | None = None,
+        order_by: str,
+        ttl: str | None = None,
+        settings: str = "index_granularity = 8192",
+    ) -> list[str]:
+        local = self.storage_name(name)
+        if self.cluster:
+            engine_sql = f"Replicated{engine}('/clickhouse/tables/{{shard}}/{{database}}/{local}', '{{replica}}')"
+        else:
+            engine_sql = engine
+        clauses = [f"ENGINE = {engine_sql}"]
+        if partition_by:
+            clauses.append(f"PARTITION BY {partition_by}")
+        clauses.append(f"ORDER BY ({order_by})")
+        if ttl:
+            clauses.append(f"TTL {ttl}")
+        clauses.append(f"SETTINGS {settings}")
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {local}{self.on_cluster}\n({body.strip().rstrip(',')}\n)\n"
+            + "\n".join(clauses)
+        ]
+        if self.cluster:
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {name}{self.on_cluster} AS {local}\n"
+                f"ENGINE = Distributed(`{self.cluster}`, currentDatabase(), {local}, rand())"
+            )
+        return statements
+
+    def materialized_view(self, name: str, target: str, select: str) -> list[str]:
+        """A view on the storage tables; `select` names its source as `{source}`."""
+        return [
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}{self.on_cluster} "
+            f"TO {self.storage_name(target)}\nAS {select}"
+        ]
+
+
+def _ttl_days(column: str, days: int) -> str:
+    return f"toDateTime({column}) + toIntervalDay({days})"
+
+
+def _raw_metric_table(ctx: SchemaContext, table: str) -> list[str]:
+    exemplars = "" if table == SUMMARY else EXEMPLARS
+    body = f"{COMMON_HEAD}\n    {PER_KIND[table].strip()}{exemplars}\n    {PER_KIND_TAIL[table].strip()}{INDEXES}"
+    return ctx.table(
+        table,
+        body,
+        partition_by="toDate(TimeUnix)",
+        order_by=f"{SERIES_KEY}, toUnixTimestamp64Nano(TimeUnix)",
+        ttl=_ttl_days("TimeUnix", ctx.raw_ttl_days),
+        settings=f"index_granularity = 8192, ttl_only_drop_parts = 1, "
+        f"non_replicated_deduplication_window = {DEDUP_WINDOW}",
+    )
+
+
+def m001_schema_table(ctx: SchemaContext) -> list[str]:
+    return ctx.table(
+        SCHEMA_TABLE,
+        "Version UInt32, Name String, AppliedAt DateTime64(3)",
+        order_by="Version",
+    )
+
+
+def m002_metric_tables(ctx: SchemaContext) -> list[str]:
+    return [stmt for table in METRIC_TABLES for stmt in _raw_metric_table(ctx, table)]
+
+
+def _rollup(ctx: SchemaContext, table: str, bucket_fn: str, ttl_days: int) -> list[str]:
+    body = f"""
+    MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes {_MAP} CODEC(ZSTD(1)),
+    Attributes {_MAP} CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    ValueAvg AggregateFunction(avg, Float64),
+    ValueMin SimpleAggregateFunction(min, Float64),
+    ValueMax SimpleAggregateFunction(max, Float64),
+    ValueLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    Count SimpleAggregateFunction(sum, UInt64)"""
+    select = f"""SELECT MetricName, ServiceName, ResourceAttributes, Attributes,
+    toDateTime({bucket_fn}(TimeUnix)) AS TimeBucket,
+    avgState(Value) AS ValueAvg, min(Value) AS ValueMin, max(Value) AS ValueMax,
+    argMaxState(Value, TimeUnix) AS ValueLast, toUInt64(count()) AS Count
+FROM {ctx.storage_name(GAUGE)}
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket"""
+    return [
+        *ctx.table(
+            table,
+            body,
+            engine="AggregatingMergeTree",
+            partition_by="toYYYYMM(TimeBucket)",
+            order_by=f"{SERIES_KEY}, TimeBucket",
+            ttl=_ttl_days("TimeBucket", ttl_days),
+            settings=f"index_granularity = 8192, ttl_only_drop_parts = 1, "
+            f"non_replicated_deduplication_window = {DEDUP_WINDOW}",
+        ),
+        *ctx.materialized_view(f"{table}_mv", table, select),
+    ]
+
+
+def m003_gauge_rollups(ctx: SchemaContext) -> list[str]:
+    return [
+        *_rollup(ctx, ROLLUP_1M, "toStartOfMinute", ctx.rollup_1m_ttl_days),
+        *_rollup(ctx, ROLLUP_1H, "toStartOfHour", ctx.rollup_1h_ttl_days),
+    ]
+
+
+def m004_ingest_ledger(ctx: SchemaContext) -> list[str]:
+    return ctx.table(
+        INGEST_LEDGER,
+        "Key String, BatchId String, Points UInt64, CommittedAt DateTime64(3)",
+        order_by="Key",
+        ttl=f"toDateTime(CommittedAt) + toIntervalHour({ctx.idempotency_window_hours})",
+        settings=f"index_granularity = 1024, non_replicated_deduplication_window = {DEDUP_WINDOW}",
+    )
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    render: Callable[[SchemaContext], list[str]]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "schema_migrations", m001_schema_table),
+    Migration(2, "otel_metric_tables", m002_metric_tables),
+    Migration(3, "gauge_rollups_1m_1h", m003_gauge_rollups),
+    Migration(4, "ingest_ledger", m004_ingest_ledger),
+)
+
+# Tables whose TTL follows a setting, and how to render it; kept in step with the settings.
+TTL_TABLES: dict[str, Callable[[SchemaContext], str]] = {
+    **{t: (lambda ctx: _ttl_days("TimeUnix", ctx.raw_ttl_days)) for t in METRIC_TABLES},
+    ROLLUP_1M: lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1m_ttl_days),
+    ROLLUP_1H: lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days),
+    INGEST_LEDGER: lambda ctx: f"toDateTime(CommittedAt) + toIntervalHour({ctx.idempotency_window_hours})",
+}
+
+
+def render_all(ctx: SchemaContext) -> list[tuple[Migration, list[str]]]:
+    return [(m, m.render(ctx)) for m in MIGRATIONS]
+
+
+def render_sql(ctx: SchemaContext) -> str:
+    """Every migration as one SQL script, for review or for applying by hand."""
+    lines = []
+    for migration, statements in render_all(ctx):
+        lines.append(f"-- {migration.version:03d} {migration.name}")
+        lines.extend(sql.strip() + ";\n" for sql in statements)
+    return "\n".join(lines) + "\n"
+
+
+def applied_versions(store: Store) -> set[int]:
+    exists = store.command("EXISTS TABLE {t:Identifier}", {"t": SCHEMA_TABLE})
+    if not int(exists):
+        return set()
+    return {int(r[0]) for r in store.query_rows(f"SELECT DISTINCT Version FROM {SCHEMA_TABLE}")}
+
+
+def migrate(store: Store, ctx: SchemaContext) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied now.
+
+    Statements are `IF NOT EXISTS`, so a migration interrupted half-way is simply run again.
+    """
+    done = applied_versions(store)
+    applied = []
+    for migration, statements in render_all(ctx):
+        if migration.version in done:
+            continue
+        for sql in statements:
+            store.command(sql)
+        store.command(
+            f"INSERT INTO {SCHEMA_TABLE} (Version, Name, AppliedAt) VALUES ({{v:UInt32}}, {{n:String}}, now64(3))",
+            {"v": migration.version, "n": migration.name},
+        )
+        applied.append(migration.version)
+        event(log, "migration_applied", version=migration.version, name=migration.name)
+    reconcile_ttls(store, ctx)
+    return applied
+
+
+def _normalized(sql: str) -> str:
+    return "".join(sql.split()).lower()
+
+
+def reconcile_ttls(store: Store, ctx: SchemaContext) -> list[str]:
+    """Bring each table's TTL in line with the settings; return the tables changed.
+
+    Changing a TTL setting after first start must take effect: the old TTL is replaced without
+    rewriting existing parts (`materialize_ttl_after_modify = 0`); parts expire as they merge.
+    """
+    rows = store.query_rows(
+        "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() AND name IN {n:Array(String)}",
+        {"n": [ctx.storage_name(t) for t in TTL_TABLES]},
+    )
+    current = {name: engine_full for name, engine_full in rows}
+    changed = []
+    for table, render in TTL_TABLES.items():
+        local = ctx.storage_name(table)
+        wanted = render(ctx)
+        engine_full = current.get(local)
+        if engine_full is None or _normalized(f"TTL {wanted}") in _normalized(engine_full):
+            continue
+        store.client.command(
+            f"ALTER TABLE {local}{ctx.on_cluster} MODIFY TTL {wanted}",
+            settings={"materialize_ttl_after_modify": 0},
+        )
+        changed.append(table)
+        event(log, "ttl_changed", table=local, ttl=wanted)
+    return changed
