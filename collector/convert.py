@@ -11,14 +11,15 @@ once per metric with `extend(repeat(...))`; only per-point columns are touched p
 from __future__ import annotations
 
 import json
-import math
 from base64 import b64encode
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
+from math import isfinite
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from vigil.store.schema import EXP_HISTOGRAM, GAUGE, HISTOGRAM, SUM, SUMMARY
 
@@ -32,6 +33,7 @@ MALFORMED_POINT = "malformed_point"
 NO_NAME = "missing_metric_name"
 
 FLAG_NO_RECORDED_VALUE = 1
+_serialize_kv = KeyValue.SerializeToString
 
 SHARED_COLUMNS = (
     "ResourceAttributes",
@@ -87,23 +89,48 @@ def column_names(table: str) -> tuple[str, ...]:
 
 
 class TableColumns:
-    """Column lists for one table, filled in `column_names(table)` order."""
+    """One table's rows, held the cheap way round.
 
-    __slots__ = ("columns", "names", "rows", "table")
+    - `point`: a list per column that changes from point to point (attributes, times, values);
+    - `runs`: one `(values, count)` per metric for the columns that are constant across a metric's
+      points (resource, scope, name, unit, temporality), in `metric_columns` order;
+    - `exemplars`: `(row, columns)` only for the rows that carry exemplars (few do).
+
+    `collector.arrow.to_arrow` expands runs and exemplars in C (numpy repeat / Arrow take), so no
+    Python work is spent per row on them. `column(name)` materializes one column as a list.
+    """
+
+    __slots__ = ("exemplars", "metric_columns", "names", "point", "point_columns", "rows", "runs", "table")
 
     def __init__(self, table: str) -> None:
         self.table = table
         self.names = column_names(table)
-        self.columns: dict[str, list[Any]] = {name: [] for name in self.names}
+        self.point_columns = POINT_COLUMNS + KIND_POINT_COLUMNS[table]
+        self.metric_columns = SHARED_COLUMNS + KIND_METRIC_COLUMNS[table]
+        self.point: dict[str, list[Any]] = {name: [] for name in self.point_columns}
+        self.runs: list[tuple[tuple[Any, ...], int]] = []
+        self.exemplars: list[tuple[int, tuple[list[Any], ...]]] = []
         self.rows = 0
 
     def extend(self, other: TableColumns) -> None:
-        for name, values in other.columns.items():
-            self.columns[name].extend(values)
+        for name, values in other.point.items():
+            self.point[name].extend(values)
+        self.runs.extend(other.runs)
+        offset = self.rows
+        self.exemplars.extend((offset + row, ex) for row, ex in other.exemplars)
         self.rows += other.rows
 
-    def as_lists(self) -> list[list[Any]]:
-        return [self.columns[name] for name in self.names]
+    def column(self, name: str) -> list[Any]:
+        if name in self.point:
+            return list(self.point[name])
+        if name in EXEMPLAR_COLUMNS:
+            values: list[Any] = [[] for _ in range(self.rows)]
+            position = EXEMPLAR_COLUMNS.index(name)
+            for row, ex in self.exemplars:
+                values[row] = ex[position]
+            return values
+        position = self.metric_columns.index(name)
+        return [value for run, count in self.runs for value in repeat(run[position], count)]
 
 
 @dataclass
@@ -197,30 +224,31 @@ def _plain(value: Any) -> Any:
 class AttributeCache:
     """Sorted attribute maps, built once per distinct attribute set and shared between rows.
 
-    The key is the attributes' (key, value) pairs as sent; the value is the sorted dict with a
-    hash of its content (the series identity), or None when the set breaks a limit. Bounded:
-    cleared when it grows past `capacity`.
+    The key is each KeyValue's wire encoding as sent (one C call per attribute, no Python per
+    value); the value is the sorted dict with a hash of its content (the series identity), or
+    None when the set breaks a limit. Bounded: cleared when it grows past `capacity`.
     """
 
     def __init__(self, limits: Limits, capacity: int = 500_000) -> None:
         self.limits = limits
         self.capacity = capacity
-        self._maps: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], int] | None] = {}
+        self._maps: dict[tuple[bytes, ...], tuple[dict[str, str], int] | None] = {}
 
     def get(self, kvs: Any) -> tuple[dict[str, str], int] | None:
-        pairs = tuple([(kv.key, any_value(kv.value)) for kv in kvs])
-        cached = self._maps.get(pairs, False)
+        key = tuple(map(_serialize_kv, kvs))
+        cached = self._maps.get(key, False)
         if cached is not False:
             return cached  # type: ignore[return-value]
         if len(self._maps) >= self.capacity:
             self._maps.clear()
+        pairs = [(kv.key, any_value(kv.value)) for kv in kvs]
         limits = self.limits
         ok = len(pairs) <= limits.max_attributes and all(
             len(k) <= limits.max_key_length and len(v) <= limits.max_value_length for k, v in pairs
         )
         ordered = tuple(sorted(pairs))
         built = (dict(ordered), hash(ordered)) if ok else None
-        self._maps[pairs] = built
+        self._maps[key] = built
         return built
 
 
@@ -246,14 +274,6 @@ class Conversion:
             return ""
         reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(self.rejected.items()))
         return f"{sum(self.rejected.values())} data points rejected: {reasons}"
-
-
-_INF = math.inf
-_EMPTY: list[Any] = []
-
-
-def _hex(raw: bytes) -> str:
-    return raw.hex()
 
 
 class Converter:
@@ -287,14 +307,12 @@ class Converter:
                         continue
                     table = _TABLE_OF[kind]
                     cols = out.columns_for(table)
-                    before = cols.rows
                     resource_attrs, resource_hash = resource
                     series_prefix = hash((metric.name, resource_hash))
-                    accepted = self._points(table, kind, points, cols, out, lo, hi, metric.name, series_prefix)
+                    accepted = self._points(kind, points, cols, out, lo, hi, metric.name, series_prefix)
                     if not accepted:
                         continue
-                    c = cols.columns
-                    shared = (
+                    shared: tuple[Any, ...] = (
                         resource_attrs,
                         rm.schema_url,
                         sm.scope.name,
@@ -307,19 +325,16 @@ class Converter:
                         metric.description,
                         metric.unit,
                     )
-                    for name, value in zip(SHARED_COLUMNS, shared, strict=True):
-                        c[name].extend(repeat(value, accepted))
                     if kind == "sum":
-                        c["AggregationTemporality"].extend(repeat(data.aggregation_temporality, accepted))
-                        c["IsMonotonic"].extend(repeat(data.is_monotonic, accepted))
+                        shared += (data.aggregation_temporality, data.is_monotonic)
                     elif kind in ("histogram", "exponential_histogram"):
-                        c["AggregationTemporality"].extend(repeat(data.aggregation_temporality, accepted))
-                    cols.rows = before + accepted
+                        shared += (data.aggregation_temporality,)
+                    cols.runs.append((shared, accepted))
+                    cols.rows += accepted
         return out
 
     def _points(
         self,
-        table: str,
         kind: str,
         points: Any,
         cols: TableColumns,
@@ -329,26 +344,44 @@ class Converter:
         metric: str,
         series_prefix: int,
     ) -> int:
-        c = cols.columns
+        """Validate and append one metric's points; return how many were accepted."""
+        p = cols.point
+        attrs_col, start_col, time_col, flags_col = (p[n] for n in POINT_COLUMNS)
         rejected = out.rejected
-        attrs_col, start_col, time_col, flags_col = (c[n] for n in POINT_COLUMNS)
-        has_exemplars = table != SUMMARY
         attributes = self.attributes.get
         admit = self.limiter.admit
-        isfinite = math.isfinite
+        numeric = kind in ("gauge", "sum")
+        value_col = p["Value"] if numeric else None
+        validate, append = _VALIDATE[kind], _APPEND[kind]
+        with_exemplars = kind != "summary"
+        row = cols.rows
         accepted = 0
         for dp in points:
             t = dp.time_unix_nano
             if t < lo or t > hi:
                 rejected[TIMESTAMP] += 1
                 continue
-            if dp.flags & FLAG_NO_RECORDED_VALUE:
+            flags = dp.flags
+            if flags & FLAG_NO_RECORDED_VALUE:
                 rejected[NO_VALUE] += 1
                 continue
-            reason = _VALIDATE[kind](dp, isfinite)
-            if reason:
-                rejected[reason] += 1
-                continue
+            if numeric:
+                which = dp.WhichOneof("value")
+                if which == "as_double":
+                    value = dp.as_double
+                    if value - value != 0.0:  # NaN or ±Inf
+                        rejected[NON_FINITE] += 1
+                        continue
+                elif which == "as_int":
+                    value = float(dp.as_int)
+                else:
+                    rejected[MALFORMED_POINT] += 1
+                    continue
+            else:
+                reason = validate(dp)
+                if reason:
+                    rejected[reason] += 1
+                    continue
             attrs = attributes(dp.attributes)
             if attrs is None:
                 rejected[ATTRIBUTE_LIMIT] += 1
@@ -360,46 +393,28 @@ class Converter:
             attrs_col.append(attrs[0])
             start_col.append(dp.start_time_unix_nano)
             time_col.append(t)
-            flags_col.append(dp.flags)
-            _APPEND[kind](dp, c)
-            if has_exemplars:
-                self._exemplars(dp.exemplars, c)
+            flags_col.append(flags)
+            if numeric:
+                value_col.append(value)  # type: ignore[union-attr]
+            else:
+                append(dp, p)
+            if with_exemplars and dp.exemplars:
+                cols.exemplars.append((row + accepted, _exemplar_columns(dp.exemplars)))
             accepted += 1
         return accepted
 
-    def _exemplars(self, exemplars: Any, c: dict[str, list[Any]]) -> None:
-        if not exemplars:
-            for name in EXEMPLAR_COLUMNS:
-                c[name].append(_EMPTY)
-            return
-        c["Exemplars.FilteredAttributes"].append(
-            [dict(sorted((kv.key, any_value(kv.value)) for kv in e.filtered_attributes)) for e in exemplars]
-        )
-        c["Exemplars.TimeUnix"].append([e.time_unix_nano for e in exemplars])
-        c["Exemplars.Value"].append(
-            [e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int) for e in exemplars]
-        )
-        c["Exemplars.SpanId"].append([_hex(e.span_id) for e in exemplars])
-        c["Exemplars.TraceId"].append([_hex(e.trace_id) for e in exemplars])
+
+def _exemplar_columns(exemplars: Any) -> tuple[list[Any], ...]:
+    return (
+        [dict(sorted((kv.key, any_value(kv.value)) for kv in e.filtered_attributes)) for e in exemplars],
+        [e.time_unix_nano for e in exemplars],
+        [e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int) for e in exemplars],
+        [e.span_id.hex() for e in exemplars],
+        [e.trace_id.hex() for e in exemplars],
+    )
 
 
-def _number(dp: Any) -> float | None:
-    which = dp.WhichOneof("value")
-    if which == "as_double":
-        return dp.as_double
-    if which == "as_int":
-        return float(dp.as_int)
-    return None
-
-
-def _validate_number(dp: Any, isfinite: Any) -> str | None:
-    value = _number(dp)
-    if value is None:
-        return MALFORMED_POINT
-    return None if isfinite(value) else NON_FINITE
-
-
-def _validate_histogram(dp: Any, isfinite: Any) -> str | None:
+def _validate_histogram(dp: Any) -> str | None:
     bounds = len(dp.explicit_bounds)
     buckets = dp.bucket_counts
     if buckets and len(buckets) != bounds + 1:
@@ -412,7 +427,7 @@ def _validate_histogram(dp: Any, isfinite: Any) -> str | None:
     return None
 
 
-def _validate_exp_histogram(dp: Any, isfinite: Any) -> str | None:
+def _validate_exp_histogram(dp: Any) -> str | None:
     total = dp.zero_count + sum(dp.positive.bucket_counts) + sum(dp.negative.bucket_counts)
     if total != dp.count:
         return MALFORMED_POINT
@@ -422,17 +437,13 @@ def _validate_exp_histogram(dp: Any, isfinite: Any) -> str | None:
     return None
 
 
-def _validate_summary(dp: Any, isfinite: Any) -> str | None:
+def _validate_summary(dp: Any) -> str | None:
     if not isfinite(dp.sum):
         return NON_FINITE
     for q in dp.quantile_values:
         if not (0.0 <= q.quantile <= 1.0) or not isfinite(q.value):
             return MALFORMED_POINT if isfinite(q.value) else NON_FINITE
     return None
-
-
-def _append_number(dp: Any, c: dict[str, list[Any]]) -> None:
-    c["Value"].append(_number(dp))
 
 
 def _append_histogram(dp: Any, c: dict[str, list[Any]]) -> None:
@@ -471,16 +482,16 @@ _TABLE_OF = {
     "exponential_histogram": EXP_HISTOGRAM,
     "summary": SUMMARY,
 }
-_VALIDATE = {
-    "gauge": _validate_number,
-    "sum": _validate_number,
+_VALIDATE: dict[str, Any] = {
+    "gauge": None,  # gauges and sums are validated inline: they are most of the traffic
+    "sum": None,
     "histogram": _validate_histogram,
     "exponential_histogram": _validate_exp_histogram,
     "summary": _validate_summary,
 }
-_APPEND = {
-    "gauge": _append_number,
-    "sum": _append_number,
+_APPEND: dict[str, Any] = {
+    "gauge": None,
+    "sum": None,
     "histogram": _append_histogram,
     "exponential_histogram": _append_exp_histogram,
     "summary": _append_summary,

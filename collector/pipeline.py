@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from collector.arrow import to_arrow
 from collector.convert import Conversion, TableColumns
 from collector.errors import QueueFull, StoreUnavailable
 from collector.metrics import CollectorMetrics
@@ -244,7 +245,7 @@ class IngestPipeline:
             if cols is None:
                 continue
             started = time.perf_counter()
-            self.store.insert_columns(table, cols.as_lists(), cols.names, dedup_token=f"{batch_id}:{table}")
+            self.store.insert_arrow(table, to_arrow(cols), dedup_token=f"{batch_id}:{table}")
             self.metrics.insert_seconds.labels(table).observe(time.perf_counter() - started)
             self.metrics.insert_rows.labels(table).observe(cols.rows)
             stored += cols.rows

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from collector.arrow import to_arrow
 from collector.errors import QueueFull, StoreUnavailable
 from collector.pipeline import Outcome
 from collector.service import Collector
@@ -111,8 +112,7 @@ def test_a_batch_interrupted_between_tables_is_completed_from_the_wal(clean_stor
     conversion = first.convert_entry(WalEntry("k-crash", PB, "identity", body))
     batch_id = "00000000000000000001-deadbeef"
     first.pipeline.wal.write(batch_id, [WalEntry("k-crash", PB, "identity", body)])
-    cols = conversion.tables[GAUGE]
-    clean_store.insert_columns(GAUGE, cols.as_lists(), cols.names, dedup_token=f"{batch_id}:{GAUGE}")
+    clean_store.insert_arrow(GAUGE, to_arrow(conversion.tables[GAUGE]), dedup_token=f"{batch_id}:{GAUGE}")
     assert count(clean_store) == 40 and count(clean_store, INGEST_LEDGER) == 0
 
     restarted = make_collector(clean_store, tmp_path)  # start() replays the WAL
@@ -131,11 +131,11 @@ class FailingStore:
         self._store = store
         self.failures = failures
 
-    def insert_columns(self, *args: Any, **kwargs: Any) -> None:
+    def insert_arrow(self, *args: Any, **kwargs: Any) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("connection refused")
-        self._store.insert_columns(*args, **kwargs)
+        self._store.insert_arrow(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

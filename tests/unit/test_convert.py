@@ -23,19 +23,19 @@ def test_gauge_columns_keep_resource_scope_and_point_attributes_with_sorted_keys
     req.resource_metrics[0].schema_url = "https://schema/1"
     set_attrs(req.resource_metrics[0].scope_metrics[0].scope.attributes, {"z": 1, "a": True})
     out = convert(req)
-    cols = out.tables[cv.GAUGE].columns
+    cols = out.tables[cv.GAUGE]
     assert out.received == out.accepted == 1
-    assert cols["Value"] == [61.0]
-    assert cols["TimeUnix"] == [NOW]
-    assert cols["MetricName"] == ["gpu.temperature"]
-    assert cols["MetricUnit"] == ["1"]
-    assert cols["ServiceName"] == ["agent"]
-    assert cols["ResourceSchemaUrl"] == ["https://schema/1"]
-    assert cols["ScopeName"] == ["tests"] and cols["ScopeVersion"] == ["1.0"]
-    assert list(cols["Attributes"][0].items()) == [("gpu.index", "0"), ("gpu.uuid", "GPU-1")]
-    assert list(cols["ResourceAttributes"][0]) == ["cluster", "host.name", "service.name"]
-    assert list(cols["ScopeAttributes"][0].items()) == [("a", "true"), ("z", "1")]
-    assert all(len(v) == 1 for v in cols.values())
+    assert cols.column("Value") == [61.0]
+    assert cols.column("TimeUnix") == [NOW]
+    assert cols.column("MetricName") == ["gpu.temperature"]
+    assert cols.column("MetricUnit") == ["1"]
+    assert cols.column("ServiceName") == ["agent"]
+    assert cols.column("ResourceSchemaUrl") == ["https://schema/1"]
+    assert cols.column("ScopeName") == ["tests"] and cols.column("ScopeVersion") == ["1.0"]
+    assert list(cols.column("Attributes")[0].items()) == [("gpu.index", "0"), ("gpu.uuid", "GPU-1")]
+    assert list(cols.column("ResourceAttributes")[0]) == ["cluster", "host.name", "service.name"]
+    assert list(cols.column("ScopeAttributes")[0].items()) == [("a", "true"), ("z", "1")]
+    assert all(len(cols.column(name)) == 1 for name in cols.names)
 
 
 def test_every_kind_lands_in_its_table_with_its_columns() -> None:
@@ -65,23 +65,25 @@ def test_every_kind_lands_in_its_table_with_its_columns() -> None:
     assert out.received == out.accepted == 4
     assert set(out.tables) == {cv.SUM, cv.HISTOGRAM, cv.EXP_HISTOGRAM, cv.SUMMARY}
     for table, cols in out.tables.items():
-        assert tuple(cols.columns) == column_names(table)
-        assert {len(v) for v in cols.columns.values()} == {1}, table
-    sc = out.tables[cv.SUM].columns
-    assert sc["Value"] == [12.0] and sc["IsMonotonic"] == [True] and sc["AggregationTemporality"] == [2]
-    assert sc["StartTimeUnix"] == [NOW - 10**9]
-    assert sc["Exemplars.TraceId"] == [[bytes(range(16)).hex()]]
-    assert sc["Exemplars.SpanId"] == [[bytes(range(8)).hex()]]
-    assert sc["Exemplars.Value"] == [[0.5]] and sc["Exemplars.FilteredAttributes"] == [[{"user": "u1"}]]
-    hc = out.tables[cv.HISTOGRAM].columns
-    assert hc["BucketCounts"] == [[1, 2, 0]] and hc["ExplicitBounds"] == [[1.0, 2.0]]
-    assert (hc["Count"], hc["Sum"], hc["Min"], hc["Max"]) == ([3], [3.3], [0.1], [2.0])
-    assert hc["AggregationTemporality"] == [1]
-    xc = out.tables[cv.EXP_HISTOGRAM].columns
-    assert xc["Scale"] == [2] and xc["ZeroCount"] == [1] and xc["PositiveOffset"] == [3]
-    assert xc["PositiveBucketCounts"] == [[1, 2]] and xc["NegativeBucketCounts"] == [[1]]
-    qc = out.tables[cv.SUMMARY].columns
-    assert qc["ValueAtQuantiles.Quantile"] == [[0.5, 0.99]] and qc["ValueAtQuantiles.Value"] == [[0.4, 0.9]]
+        assert cols.names == column_names(table)
+        assert {len(cols.column(name)) for name in cols.names} == {1}, table
+    sc = out.tables[cv.SUM]
+    assert sc.column("Value") == [12.0] and sc.column("IsMonotonic") == [True]
+    assert sc.column("AggregationTemporality") == [2]
+    assert sc.column("StartTimeUnix") == [NOW - 10**9]
+    assert sc.column("Exemplars.TraceId") == [[bytes(range(16)).hex()]]
+    assert sc.column("Exemplars.SpanId") == [[bytes(range(8)).hex()]]
+    assert sc.column("Exemplars.Value") == [[0.5]] and sc.column("Exemplars.FilteredAttributes") == [[{"user": "u1"}]]
+    hc = out.tables[cv.HISTOGRAM]
+    assert hc.column("BucketCounts") == [[1, 2, 0]] and hc.column("ExplicitBounds") == [[1.0, 2.0]]
+    assert (hc.column("Count"), hc.column("Sum"), hc.column("Min"), hc.column("Max")) == ([3], [3.3], [0.1], [2.0])
+    assert hc.column("AggregationTemporality") == [1]
+    xc = out.tables[cv.EXP_HISTOGRAM]
+    assert xc.column("Scale") == [2] and xc.column("ZeroCount") == [1] and xc.column("PositiveOffset") == [3]
+    assert xc.column("PositiveBucketCounts") == [[1, 2]] and xc.column("NegativeBucketCounts") == [[1]]
+    qc = out.tables[cv.SUMMARY]
+    assert qc.column("ValueAtQuantiles.Quantile") == [[0.5, 0.99]]
+    assert qc.column("ValueAtQuantiles.Value") == [[0.4, 0.9]]
 
 
 def test_rejections_are_counted_by_reason_and_the_rest_kept() -> None:
@@ -155,7 +157,7 @@ def test_attribute_values_of_every_type_become_strings() -> None:
     kvl.value.kvlist_value.values.add(key="n", value={"bool_value": True})
     dp.attributes.add(key="raw").value.bytes_value = b"\x01\x02"
     out = convert(request_with([m]))
-    assert out.tables[cv.GAUGE].columns["Attributes"][0] == {
+    assert out.tables[cv.GAUGE].column("Attributes")[0] == {
         "arr": '["x",2]',
         "b": "false",
         "d": "0.25",

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from vigil.logs import event
@@ -113,6 +114,16 @@ class Store:
     def embedded(self) -> bool:
         return self.url.startswith("chdb://")
 
+    @staticmethod
+    def _insert_settings(dedup_token: str | None) -> dict[str, Any]:
+        # Rollup views aggregate each block already; merging it again on insert is wasted work.
+        settings: dict[str, Any] = {"optimize_on_insert": 0}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+            settings["insert_deduplicate"] = 1
+            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        return settings
+
     def insert_columns(
         self,
         table: str,
@@ -120,12 +131,18 @@ class Store:
         column_names: Sequence[str],
         dedup_token: str | None = None,
     ) -> None:
-        settings: dict[str, Any] = {}
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
-            settings["insert_deduplicate"] = 1
-            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
-        self.client.insert(table, columns, column_names=list(column_names), column_oriented=True, settings=settings)
+        """Insert Python column lists. `dedup_token` makes a retried insert a no-op."""
+        self.client.insert(
+            table,
+            columns,
+            column_names=list(column_names),
+            column_oriented=True,
+            settings=self._insert_settings(dedup_token),
+        )
+
+    def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        """Insert a pyarrow Table (columns by name). `dedup_token` makes a retried insert a no-op."""
+        self.client.insert_arrow(table, data, settings=self._insert_settings(dedup_token))
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self.client.query(sql, parameters=parameters or {}).result_rows
