@@ -86,6 +86,7 @@ class IngestPipeline:
         batch_rows: int,
         batch_wait_s: float,
         queue_rows: int,
+        writers: int = 2,
         remembered_keys: int = 200_000,
         retry_interval_s: float = 2.0,
     ) -> None:
@@ -106,30 +107,38 @@ class IngestPipeline:
         self._unstored: dict[str, list[str]] = {}  # batch id in the WAL → its keys, insert not yet done
         self._next_retry = 0.0
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self.writers = writers
+        self._threads: list[threading.Thread] = []
+        self._retry_lock = threading.Lock()  # one writer at a time replays the WAL
         metrics.queue_capacity.set(queue_rows)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        for batch_id, entries in self.wal.pending():
+        self.wal.discard_torn()
+        for batch_id in self.wal.batch_ids():
+            entries = self.wal.read(batch_id)
             if entries is None:
                 event(log, "wal_unreadable", level=logging.ERROR, batch=batch_id)
                 continue
             self._unstored[batch_id] = [e.key for e in entries]
         self._retry_unstored()
-        self._thread = threading.Thread(target=self._run, name="collector-writer", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"collector-writer-{i}", daemon=True) for i in range(self.writers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def close(self, timeout: float = 8.0) -> None:
         """Stop taking requests, store everything queued, then return."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                event(log, "writer_stop_timeout", level=logging.WARNING, queued_rows=self._queued_rows)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads):
+            event(log, "writer_stop_timeout", level=logging.WARNING, queued_rows=self._queued_rows)
 
     @property
     def queued_rows(self) -> int:
@@ -269,8 +278,17 @@ class IngestPipeline:
 
     def _retry_unstored(self) -> None:
         """Store the batches left in the WAL, with their original tokens, oldest first."""
-        for batch_id, entries in list(self.wal.pending()):
-            if entries is None or batch_id not in self._unstored:
+        if not self._retry_lock.acquire(blocking=False):
+            return
+        try:
+            self._replay_pending()
+        finally:
+            self._retry_lock.release()
+
+    def _replay_pending(self) -> None:
+        for batch_id in sorted(self._unstored):
+            entries = self.wal.read(batch_id)
+            if entries is None:
                 continue
             try:
                 conversions = [self.convert(e) for e in entries]

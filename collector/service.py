@@ -89,6 +89,7 @@ class Collector:
             batch_rows=settings.batch_rows,
             batch_wait_s=settings.batch_wait_ms / 1000,
             queue_rows=settings.queue_rows,
+            writers=settings.insert_writers,
         )
 
     def start(self) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +86,20 @@ class WriteAheadLog:
     def remove(self, batch_id: str) -> None:
         (self.directory / f"{batch_id}.wal").unlink(missing_ok=True)
 
-    def pending(self) -> Iterator[tuple[str, list[WalEntry] | None]]:
-        """Batches left by a previous process, oldest first; None for an unreadable file."""
-        for tmp in self.directory.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)  # never renamed: its batch was never inserted
-        for path in sorted(self.directory.glob("*.wal")):
-            try:
-                yield path.stem, _unpack(path.read_bytes())
-            except (CorruptWal, struct.error, UnicodeDecodeError):
-                yield path.stem, None
+    def discard_torn(self) -> int:
+        """Delete files never renamed into place: their batches were never inserted. Start-up only."""
+        torn = list(self.directory.glob(".*.tmp"))
+        for tmp in torn:
+            tmp.unlink(missing_ok=True)
+        return len(torn)
+
+    def batch_ids(self) -> list[str]:
+        """Batches in the log, oldest first."""
+        return sorted(path.stem for path in self.directory.glob("*.wal"))
+
+    def read(self, batch_id: str) -> list[WalEntry] | None:
+        """A batch's entries, or None when its file is unreadable."""
+        try:
+            return _unpack((self.directory / f"{batch_id}.wal").read_bytes())
+        except (OSError, CorruptWal, struct.error, UnicodeDecodeError):
+            return None

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     rollup_1h_ttl_days: int = Field(730, ge=1, description="Days 1-hour rollups are kept.")
     batch_rows: int = Field(50_000, ge=1, description="Rows that trigger an insert.")
     batch_wait_ms: int = Field(200, ge=0, description="Longest a point waits for its batch to fill.")
+    insert_writers: int = Field(
+        2, ge=1, le=16, description="Batches inserted at once, so one batch's insert overlaps the next one's wait."
+    )
     queue_rows: int = Field(
         1_000_000, ge=1, description="Rows held in memory awaiting insert; past this ingest answers 429."
     )

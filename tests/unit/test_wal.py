@@ -6,14 +6,13 @@ from collector.wal import WalEntry, WriteAheadLog
 def test_written_batches_come_back_in_order(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path)
     a = [WalEntry("k1", "application/x-protobuf", "gzip", b"\x00\x01"), WalEntry("k2", "application/json", "", b"{}")]
-    wal.write("0002-b", [WalEntry("k3", "application/json", "identity", b"x")])
+    b = [WalEntry("k3", "application/json", "identity", b"x")]
+    wal.write("0002-b", b)
     wal.write("0001-a", a)
-    assert [(batch, entries) for batch, entries in wal.pending()] == [
-        ("0001-a", a),
-        ("0002-b", [WalEntry("k3", "application/json", "identity", b"x")]),
-    ]
+    assert wal.batch_ids() == ["0001-a", "0002-b"]
+    assert wal.read("0001-a") == a and wal.read("0002-b") == b
     wal.remove("0001-a")
-    assert [b for b, _ in wal.pending()] == ["0002-b"]
+    assert wal.batch_ids() == ["0002-b"]
 
 
 def test_torn_and_corrupt_files(tmp_path: Path) -> None:
@@ -24,5 +23,8 @@ def test_torn_and_corrupt_files(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[10] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert list(wal.pending()) == [("0004-d", None)]
+    assert wal.read("0004-d") is None
+    assert wal.read("missing") is None
+    assert wal.discard_torn() == 1
     assert not (tmp_path / ".0003-c.tmp").exists()
+    assert wal.batch_ids() == ["0004-d"]
