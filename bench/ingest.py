@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -31,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest  # noqa: E402
+
+from vigil.local import LocalVigil  # noqa: E402
 
 NODES, GPUS_PER_NODE, METRICS = 125, 8, 25
 POINTS = NODES * GPUS_PER_NODE * METRICS
@@ -108,12 +109,6 @@ class Bodies:
         return self.template.replace(self.needle, struct.pack("<Q", ts))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -129,37 +124,9 @@ def peak_rss_mb(pid: int) -> float:
 def run_collector(seconds: float, threads: int, use_gzip: bool, data: Path) -> dict[str, float]:
     import gzip
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(data.parent / "vigil.log", "wb")  # noqa: SIM115 - the child writes it until stopped
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vigil.cli",
-            "up",
-            "--no-agent",
-            "--no-workload",
-            "--data",
-            str(data),
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    server = LocalVigil(data).start()
+    pid, url = server.pid, server.url
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"vigil up did not start; see {data.parent / 'vigil.log'}")
-            time.sleep(0.1)
         bodies = Bodies()
         headers = {"Content-Type": "application/x-protobuf"}
         if use_gzip:
@@ -184,7 +151,7 @@ def run_collector(seconds: float, threads: int, use_gzip: bool, data: Path) -> d
                         if key == "refused":
                             time.sleep(0.05)
 
-        cpu_before = cpu_seconds(proc.pid)
+        cpu_before = cpu_seconds(pid)
         started = time.monotonic()
         stop_at = started + seconds
         workers = [threading.Thread(target=client) for _ in range(threads)]
@@ -193,24 +160,14 @@ def run_collector(seconds: float, threads: int, use_gzip: bool, data: Path) -> d
         for w in workers:
             w.join()
         elapsed = time.monotonic() - started
-        cpu = cpu_seconds(proc.pid) - cpu_before
-        rss = peak_rss_mb(proc.pid)
+        cpu = cpu_seconds(pid) - cpu_before
+        rss = peak_rss_mb(pid)
         accepted = counts["ok"] * POINTS
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        server.stop(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    stored = int(
-        subprocess.run(
-            [sys.executable, "-m", "bench._store_count", str(data / "clickhouse")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+        if server.running():
+            server.stop(signal.SIGKILL)
+    stored = int(server.query("SELECT count() FROM otel_metrics_gauge")[0][0])
     latencies.sort()
     return {
         "points_per_s": accepted / elapsed,

@@ -108,6 +108,31 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    """A read-only query on the store; the embedded one must not be open in another process."""
+    settings = load_settings(data=args.data)
+    params: dict[str, str] = {}
+    for item in args.param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CliError(f"--param {item!r}: expected NAME=VALUE")
+        params[name] = value
+    store = open_store(settings.store_url, settings.clickhouse_cluster)
+    try:
+        result = store.client.query(args.sql, parameters=params, settings={"readonly": 1})
+    except Exception as exc:
+        raise CliError(f"query failed: {exc}") from None
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([list(row) for row in result.result_rows], default=str))
+        return 0
+    print("\t".join(result.column_names))
+    for row in result.result_rows:
+        print("\t".join(str(v) for v in row))
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(settings_markdown())
@@ -135,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--cluster", help="render for this ClickHouse cluster (VIGIL_CLICKHOUSE_CLUSTER)")
     mig.add_argument("--print", action="store_true", help="print the DDL instead of applying it")
     mig.set_defaults(func=cmd_migrate)
+
+    q = sub.add_parser("query", help="run a read-only SQL query on the store (embedded: while Vigil is stopped)")
+    q.add_argument("sql", help="SQL; bind values as {name:Type} and pass them with --param")
+    q.add_argument("--param", action="append", metavar="NAME=VALUE", help="a query parameter (repeatable)")
+    q.add_argument("--data", type=Path, help="data directory (default ./.vigil)")
+    q.add_argument("--json", action="store_true", help="rows as a JSON array of arrays")
+    q.set_defaults(func=cmd_query)
 
     st = sub.add_parser("settings", help="show the effective settings")
     st.add_argument("--markdown", action="store_true", help="print the settings table of the README")

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from vigil.local import LocalVigil
 from vigil.store import Store, open_store
 from vigil.store.schema import INGEST_LEDGER, METRIC_TABLES, ROLLUP_1H, ROLLUP_1M, SchemaContext, migrate
-
-ROOT = Path(__file__).parents[2]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,57 +38,12 @@ def clean_store(store: Store) -> Store:
     return store
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class VigilServer:
-    """`vigil up --no-agent --no-workload` in a child process on a free loopback port."""
-
-    def __init__(self, data: Path, env: dict[str, str] | None = None) -> None:
-        self.data = data
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **(env or {})}
-        self.log = data.parent / f"{data.name}-vigil.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+class VigilServer(LocalVigil):
+    """A `vigil up` child with the helpers the tests use."""
 
     def start(self, timeout: float = 60.0) -> VigilServer:
-        with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "vigil.cli",
-                    "up",
-                    "--no-agent",
-                    "--no-workload",
-                    "--data",
-                    str(self.data),
-                    "--port",
-                    str(self.port),
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vigil up exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"vigil up did not become healthy:\n{self.log.read_text()}")
-
-    def healthy(self) -> bool:
-        return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+        super().start(timeout)
+        return self
 
     def post(self, body: bytes, content_type: str = "application/x-protobuf", **headers: str) -> httpx.Response:
         return httpx.post(
@@ -108,41 +56,12 @@ class VigilServer:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> float:
-        """Signal the server and wait; returns seconds it took to exit."""
-        assert self.proc is not None
-        started = time.monotonic()
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout)
-        return time.monotonic() - started
-
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
-        """Read the embedded store from a fresh process (the server must be stopped)."""
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration.read_store",
-                str(self.data / "clickhouse"),
-                sql,
-                json.dumps(params or {}),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if out.returncode:
-            raise RuntimeError(out.stderr)
-        return json.loads(out.stdout)
-
 
 @pytest.fixture
 def vigil_server(tmp_path: Path) -> Iterator[VigilServer]:
     server = VigilServer(tmp_path / "data").start()
     yield server
-    if server.proc and server.proc.poll() is None:
+    if server.running():
         server.stop(signal.SIGKILL)
 
 
@@ -157,5 +76,5 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
 
     yield make
     for server in servers:
-        if server.proc and server.proc.poll() is None:
+        if server.running():
             server.stop(signal.SIGKILL)

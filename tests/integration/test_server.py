@@ -22,8 +22,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from tests.integration.conftest import ROOT, VigilServer
+from tests.integration.conftest import VigilServer
 from tests.otlp import gauge, gauge_request, request_with
+from vigil.local import ROOT, up_command
 
 
 def push_with_otel_sdk(url: str, headers: dict[str, str] | None = None) -> None:
@@ -142,6 +143,13 @@ def test_otlp_json_body(vigil_server: VigilServer) -> None:
     assert vigil_server.query("SELECT Value, IsMonotonic, MetricUnit FROM otel_metrics_sum") == [[1234.0, True, "mJ"]]
 
 
+def test_vigil_query_is_read_only(vigil_server: VigilServer) -> None:
+    vigil_server.stop()
+    with pytest.raises(RuntimeError, match=r"vigil: error: query failed: .*readonly"):
+        vigil_server.query("DROP TABLE otel_metrics_gauge")
+    assert vigil_server.query("SELECT count() FROM otel_metrics_gauge") == [[0]]
+
+
 def test_retrying_the_same_request_leaves_one_copy(vigil_server: VigilServer) -> None:
     body = gauge_request(50)
     assert vigil_server.post(body).status_code == 200
@@ -255,18 +263,7 @@ def test_a_full_queue_answers_429_with_retry_after(make_server) -> None:
 
 def test_a_second_vigil_up_on_the_same_data_dir_says_so_and_exits(vigil_server: VigilServer) -> None:
     second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vigil.cli",
-            "up",
-            "--no-agent",
-            "--no-workload",
-            "--data",
-            str(vigil_server.data),
-            "--port",
-            "1",
-        ],
+        up_command(vigil_server.data, 1, "--no-agent", "--no-workload"),
         cwd=ROOT,
         capture_output=True,
         text=True,
