@@ -7,9 +7,8 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -22,9 +21,23 @@ from vigil.supervisor import ChildSpec, Supervisor
 
 log = logging.getLogger("vigil")
 
-# Child processes `vigil up` supervises, by name; the workload and agent issues register theirs.
-# Each factory gets the parsed `up` arguments and the settings and returns the child to run.
-CHILDREN: dict[str, Callable[[argparse.Namespace, Settings], ChildSpec]] = {}
+
+class Feature(Protocol):
+    """A service package's command line: `<package>/cli.py` of the workload, the agent, ...
+
+    `NAME` is its subcommand and the name of its child process under `vigil up`; `register` adds
+    the subcommand; `child` returns how `vigil up` runs it (given the parsed `up` arguments).
+    """
+
+    NAME: str
+
+    def register(self, sub: argparse._SubParsersAction) -> None: ...
+
+    def child(self, args: argparse.Namespace, settings: Settings) -> ChildSpec: ...
+
+
+# The service packages with a subcommand and a child process of `vigil up`, in start order.
+FEATURES: tuple[Feature, ...] = ()
 
 
 class CliError(Exception):
@@ -63,7 +76,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         migrate(store, schema_context(settings))
         app = create_app(settings, store)
         skipped = {"agent": args.no_agent, "workload": args.no_workload}
-        specs = [factory(args, settings) for name, factory in CHILDREN.items() if not skipped.get(name)]
+        specs = [feature.child(args, settings) for feature in FEATURES if not skipped.get(feature.NAME)]
         supervisor = Supervisor(specs)
         supervisor.start()
         event(
@@ -167,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", type=Path, help="data directory (default ./.vigil)")
     q.add_argument("--json", action="store_true", help="rows as a JSON array of arrays")
     q.set_defaults(func=cmd_query)
+
+    for feature in FEATURES:
+        feature.register(sub)
 
     st = sub.add_parser("settings", help="show the effective settings")
     st.add_argument("--markdown", action="store_true", help="print the settings table of the README")
