@@ -28,23 +28,31 @@ def media_type(content_type: str | None) -> str:
 
 
 def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
-    """Undo `Content-Encoding`, refusing to inflate past `max_bytes` (a zip bomb stops early)."""
+    """Undo `Content-Encoding`, refusing to inflate past `max_bytes` (a zip bomb stops early).
+
+    A gzip body may hold several members one after another (RFC 1952); all are inflated.
+    """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "deflate"):
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip or identity")
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise MalformedPayload(f"body is not valid {encoding}: {exc}") from None
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"decompressed body exceeds the limit of {max_bytes} bytes")
-    if not inflater.eof:
-        raise MalformedPayload(f"body is truncated {encoding} data")
-    return out
+    out = bytearray()
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(rest, max_bytes + 1 - len(out))
+        except zlib.error as exc:
+            raise MalformedPayload(f"body is not valid {encoding}: {exc}") from None
+        if len(out) > max_bytes or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"decompressed body exceeds the limit of {max_bytes} bytes")
+        if not inflater.eof:
+            raise MalformedPayload(f"body is truncated {encoding} data")
+        rest = inflater.unused_data
+        if encoding != "gzip" or not rest:
+            return bytes(out)
 
 
 def _hex_ids_to_base64(doc: Any) -> None:

@@ -25,6 +25,12 @@ def test_gzip_and_deflate_round_trip() -> None:
     assert decode.decompress(body, None, 1 << 20) == body
 
 
+def test_every_member_of_a_multi_member_gzip_body_is_inflated() -> None:
+    assert decode.decompress(gzip.compress(b"first ") + gzip.compress(b"second"), "gzip", 1 << 20) == b"first second"
+    with pytest.raises(PayloadTooLarge):
+        decode.decompress(gzip.compress(b"a" * 600) + gzip.compress(b"b" * 600), "gzip", 1000)
+
+
 def test_gzip_bomb_stops_at_the_limit() -> None:
     bomb = gzip.compress(b"\0" * (50 << 20))
     with pytest.raises(PayloadTooLarge, match="decompressed"):
