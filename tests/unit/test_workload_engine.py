@@ -1,0 +1,126 @@
+"""The model's paged attention and the engine loop, in process (torch on the CPU)."""
+
+import threading
+
+import pytest
+import torch
+from prometheus_client import CollectorRegistry
+
+from workload.blocks import BlockManager
+from workload.engine import Engine, EngineConfig, EngineUnavailable, Failed, Finished, Token, load_model
+from workload.metrics import WorkloadMetrics
+from workload.model import EOS, ByteTokenizer, KVCache, ModelConfig, StepBatch, TinyLM
+
+CPU = torch.device("cpu")
+CFG = ModelConfig()
+
+
+@pytest.fixture(scope="module")
+def model() -> TinyLM:
+    return load_model(CFG, CPU)
+
+
+def engine(model: TinyLM, **config) -> Engine:
+    return Engine(model, EngineConfig(**config), WorkloadMetrics(CollectorRegistry(), CFG.name, "cpu"), CPU)
+
+
+def test_a_few_million_parameters_from_a_fixed_seed() -> None:
+    a, b = TinyLM(CFG), TinyLM(CFG)
+    assert 1_000_000 < a.num_parameters < 10_000_000
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_tokenizer_round_trip() -> None:
+    tok = ByteTokenizer()
+    assert tok.encode("héllo")[0] == tok.bos
+    assert tok.decode([*tok.encode("héllo")[1:], EOS]) == "héllo"
+
+
+def test_paged_decode_and_mixed_steps_match_a_full_prefill(model: TinyLM) -> None:
+    tok = ByteTokenizer()
+    bm, cache = BlockManager(64, 16), KVCache(CFG, 64, 16, CPU)
+    a, b = tok.encode("paged attention over blocks of sixteen"), tok.encode("hi")
+    bm.allocate(1, len(a))
+    bm.allocate(2, len(b))
+    first = model(StepBatch.build([a, b], [0, 0], [bm.table(1), bm.table(2)], 16, CPU), cache).argmax(-1).tolist()
+    a2, b2 = [*a, first[0]], [*b, first[1]]
+    bm.grow(1, len(a2))
+    bm.grow(2, len(b2))
+    c = tok.encode("a newcomer")
+    bm.allocate(3, len(c))
+    mixed = model(
+        StepBatch.build(
+            [[first[0]], c, [first[1]]], [len(a), 0, len(b)], [bm.table(1), bm.table(3), bm.table(2)], 16, CPU
+        ),
+        cache,
+    )
+    fresh_bm, fresh_cache = BlockManager(64, 16), KVCache(CFG, 64, 16, CPU)
+    for i, s in enumerate((a2, c, b2)):
+        fresh_bm.allocate(10 + i, len(s))
+    reference = model(
+        StepBatch.build([a2, c, b2], [0, 0, 0], [fresh_bm.table(10 + i) for i in range(3)], 16, CPU), fresh_cache
+    )
+    assert torch.allclose(mixed, reference, atol=1e-4)
+
+
+def generate(eng: Engine, prompts: list[str], max_tokens: int, **kwargs) -> list[list[int]]:
+    """Submit all prompts, step the engine in this thread until they finish, return their tokens."""
+    tok = ByteTokenizer()
+    seqs = [eng.new_sequence(tok.encode(p), max_tokens, **kwargs) for p in prompts]
+    for s in seqs:
+        eng.state.scheduler.add(s)
+    while eng.state.scheduler.has_work:
+        eng.step()
+    return [s.output for s in seqs]
+
+
+def test_preemption_by_recompute_does_not_change_greedy_output(model: TinyLM) -> None:
+    prompts = [f"prompt number {i} with some words" for i in range(6)]
+    roomy = generate(engine(model, num_blocks=256), prompts, 40, ignore_eos=True)
+    tight_engine = engine(model, num_blocks=12)  # 6 sequences of ~75 tokens need ~30 blocks
+    tight = generate(tight_engine, prompts, 40, ignore_eos=True)
+    assert tight == roomy
+    assert tight_engine.metrics.preemptions._value.get() > 0
+    tight_engine.state.blocks.check()
+    assert tight_engine.state.blocks.num_free == 12
+
+
+def test_seeded_temperature_sampling_is_reproducible(model: TinyLM) -> None:
+    one = generate(engine(model), ["x"], 20, temperature=0.9, seed=42, ignore_eos=True)
+    two = generate(engine(model), ["x"], 20, temperature=0.9, seed=42, ignore_eos=True)
+    greedy = generate(engine(model), ["x"], 20, ignore_eos=True)
+    assert one == two and one != greedy
+
+
+def test_engine_thread_streams_events_and_counts_them(model: TinyLM) -> None:
+    eng = engine(model)
+    eng.start()
+    try:
+        events: list = []
+        done = threading.Event()
+
+        def sink(ev) -> None:
+            events.append(ev)
+            if isinstance(ev, (Finished, Failed)):
+                done.set()
+
+        seq = eng.new_sequence(ByteTokenizer().encode("hello"), 5, ignore_eos=True, sink=sink)
+        eng.submit(seq)
+        assert done.wait(30)
+        assert [type(e) for e in events] == [Token] * 5 + [Finished]
+        assert events[-1].reason.value == "length" and events[-1].completion_tokens == 5
+        assert eng.metrics.success["length"]._value.get() == 1
+        assert eng.metrics.generation_tokens._value.get() == 5
+        assert eng.metrics.ttft._sum.get() > 0
+    finally:
+        eng.stop()
+
+
+def test_waiting_queue_bound_answers_429(model: TinyLM) -> None:
+    eng = engine(model, max_waiting=2)  # not started: nothing drains the inbox
+    tok = ByteTokenizer()
+    for _ in range(2):
+        eng.submit(eng.new_sequence(tok.encode("a"), 1))
+    with pytest.raises(EngineUnavailable) as refused:
+        eng.submit(eng.new_sequence(tok.encode("a"), 1))
+    assert refused.value.status == 429

@@ -1,0 +1,466 @@
+"""The engine loop: schedule a step, run the model on it, hand out tokens, keep the metrics.
+
+One thread runs the loop. Requests arrive through `submit` (any thread) into an inbox the loop
+drains at the start of each step, so a request joins the batch at the next step. Each sequence
+has a `sink` callable that receives its events (`Token`, `Finished`, `Failed`) from the loop
+thread; the HTTP layer turns them into responses. Faults for drills (latency, errors, stall,
+kv_pressure, crash) are applied at step boundaries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vigil.logs import event
+from workload.blocks import BlockManager
+from workload.metrics import WorkloadMetrics
+from workload.model import EOS, KVCache, ModelConfig, StepBatch, TinyLM, sample
+from workload.scheduler import Scheduler, SchedulerConfig, ScheduleResult, StaticScheduler
+from workload.sequence import FinishReason, Sequence, Status
+
+log = logging.getLogger(__name__)
+
+FAULT_KINDS = ("latency", "errors", "stall", "kv_pressure", "crash")
+
+
+@dataclass
+class EngineConfig:
+    max_num_seqs: int = 32
+    max_num_batched_tokens: int = 2048
+    num_blocks: int = 512
+    block_size: int = 16
+    max_waiting: int = 256
+    stall_after_s: float = 5.0
+    static_batching: bool = False
+    torch_threads: int = 1  # intra-op threads of the engine thread (see Engine._loop)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "num_blocks": self.num_blocks,
+            "block_size": self.block_size,
+            "max_waiting": self.max_waiting,
+        }
+
+
+@dataclass(frozen=True)
+class Token:
+    token: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    status: int = 500
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot take the request now; `status` is the HTTP answer (429 or 503)."""
+
+    def __init__(self, message: str, status: int, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+@dataclass
+class Fault:
+    kind: str
+    params: dict[str, float]
+    until: float | None  # monotonic deadline; None until cleared
+
+    def public(self, now: float) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            **self.params,
+            "remaining_s": None if self.until is None else round(max(0.0, self.until - now), 3),
+        }
+
+
+@dataclass
+class _State:
+    blocks: BlockManager
+    scheduler: Scheduler
+    cache: KVCache
+    decoders: dict[int, Any] = field(default_factory=dict)
+    generators: dict[int, torch.Generator | None] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(
+        self,
+        model: TinyLM,
+        config: EngineConfig,
+        metrics: WorkloadMetrics,
+        device: torch.device,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.metrics = metrics
+        self.device = device
+        self.clock = clock
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._inbox: list[Sequence] = []
+        self._faults: dict[str, Fault] = {}
+        self._rng = random.Random()
+        self._accepting = True
+        self._stop = False
+        self._dead: str | None = None
+        self._thread: threading.Thread | None = None
+        self._last_progress = clock()
+        self.state = self._build()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _build(self) -> _State:
+        cfg = self.config
+        blocks = BlockManager(cfg.num_blocks, cfg.block_size)
+        policy = StaticScheduler if cfg.static_batching else Scheduler
+        scheduler = policy(SchedulerConfig(cfg.max_num_seqs, cfg.max_num_batched_tokens), blocks)
+        return _State(blocks, scheduler, KVCache(self.model.cfg, cfg.num_blocks, cfg.block_size, self.device))
+
+    def start(self) -> None:
+        self._stop = False
+        self._dead = None
+        self._last_progress = self.clock()
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+        self._thread.start()
+        self.metrics.engine_alive.set(1)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        if self._thread:
+            self._thread.join(10)
+
+    # -- requests (any thread) ------------------------------------------------------------
+
+    def new_sequence(self, prompt: list[int], max_tokens: int, **kwargs: Any) -> Sequence:
+        return Sequence(seq_id=next(self._ids), prompt=prompt, max_tokens=max_tokens, arrival=self.clock(), **kwargs)
+
+    def submit(self, seq: Sequence) -> None:
+        with self._wake:
+            if self._dead:
+                raise EngineUnavailable(f"engine is dead: {self._dead}; restart it with POST /control/restart", 503)
+            if not self._accepting:
+                raise EngineUnavailable("engine is restarting; retry shortly", 503, retry_after=2.0)
+            if len(self._inbox) + len(self.state.scheduler.waiting) >= self.config.max_waiting:
+                raise EngineUnavailable(
+                    f"overloaded: {self.config.max_waiting} requests already waiting; retry later", 429
+                )
+            if not self.state.scheduler.has_work and not self._inbox:
+                self._last_progress = self.clock()  # idle until now: the stall clock starts here
+            self._inbox.append(seq)
+            self._wake.notify_all()
+
+    def abort(self, seq: Sequence) -> None:
+        """The client went away: finish the sequence at the next step boundary."""
+        seq.aborted = True
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        # OpenMP settings are per thread: set them in the thread that runs the model. On a small
+        # model, several intra-op threads called from a non-main thread cost more than they give
+        # (measured: 16x256 @ 256x512 took 54 us on one thread, 118-154 us on two).
+        torch.set_num_threads(self.config.torch_threads)
+        try:
+            while True:
+                with self._wake:
+                    if self._stop:
+                        return
+                    self._expire_faults()
+                    if "crash" in self._faults:
+                        raise SimulatedCrash("CUDA error: out of memory (simulated by the crash fault)")
+                    if "stall" in self._faults:  # the scheduler makes no progress; HTTP still answers
+                        self._publish_gauges()
+                        self._wake.wait(0.05)
+                        continue
+                    for seq in self._inbox:
+                        self.state.scheduler.add(seq)
+                    self._inbox.clear()
+                    if not self.state.scheduler.has_work:
+                        self._publish_gauges()
+                        self._wake.wait(0.5)
+                        continue
+                self.step()
+        except Exception as exc:  # the engine died: fail everything in flight, report it
+            self._die(exc)
+
+    def step(self) -> ScheduleResult:
+        state = self.state
+        started = self.clock()
+        self._drop_aborted()
+        result = state.scheduler.schedule()
+        for seq in result.rejected:
+            self.metrics.success["error"].inc()
+            self._fail(seq, "the request does not fit in the KV cache", 400)
+        if result.preempted:
+            self.metrics.preemptions.inc(len(result.preempted))
+        now = self.clock()
+        failing = self._faults.get("errors")
+        for seq in list(result.prefills):
+            if seq.first_scheduled is None:
+                seq.first_scheduled = now
+                state.generators[seq.seq_id] = _generator(seq)
+            if failing and self._rng.random() < failing.params.get("rate", 1.0):
+                result.prefills.remove(seq)
+                state.scheduler.finish(seq, FinishReason.ERROR)
+                self.metrics.success["error"].inc()
+                self._fail(seq, "internal engine error (injected by the errors fault)", 500)
+            elif not seq.preemptions:  # a recompute after preemption is not new prompt
+                self.metrics.prompt_tokens.inc(len(seq.prompt))
+        seqs = result.prefills + result.decodes
+        if result.decodes and "latency" in self._faults:
+            time.sleep(self._faults["latency"].params.get("delay_ms", 0.0) / 1000)
+        if seqs:
+            # a prefill's new tokens are all of them (from 0); a decode's is its last token
+            batch = StepBatch.build(
+                [s.tokens[s.computed :] for s in seqs],
+                [s.computed for s in seqs],
+                [state.blocks.table(s.seq_id) for s in seqs],
+                state.blocks.block_size,
+                self.device,
+            )
+            logits = self.model(batch, state.cache)
+            for seq in seqs:
+                seq.computed = seq.num_tokens
+            self._emit(seqs, logits)
+        if not result.empty:
+            self.metrics.iteration_tokens.observe(result.num_tokens)
+            self.metrics.step_time.observe(self.clock() - started)
+            self._last_progress = self.clock()
+        elif not result.rejected:
+            time.sleep(0.001)  # work waits on blocks or budget that a finishing sequence will free
+        self._publish_gauges()
+        return result
+
+    def _emit(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
+        state = self.state
+        tokens = sample(logits, [s.temperature for s in seqs], [state.generators.get(s.seq_id) for s in seqs])
+        self.metrics.generation_tokens.inc(len(seqs))
+        now = self.clock()
+        for seq, token in zip(seqs, tokens, strict=True):
+            if seq.status is not Status.RUNNING:
+                continue
+            if seq.first_token is None:
+                seq.first_token = now
+                self.metrics.ttft.observe(now - seq.arrival)
+                self.metrics.queue_time.observe((seq.first_scheduled or now) - seq.arrival)
+                self.metrics.prefill_time.observe(now - (seq.first_scheduled or now))
+            elif seq.last_token is not None:
+                self.metrics.itl.observe(now - seq.last_token)
+            seq.last_token = now
+            seq.output.append(token)
+            if token == EOS and not seq.ignore_eos:
+                self._finish(seq, FinishReason.STOP)
+                continue
+            decoder = state.decoders.get(seq.seq_id)
+            if decoder is None:
+                decoder = state.decoders[seq.seq_id] = _decoder()
+            text = decoder.decode(bytes([token]) if token < 256 else b"")
+            seq.text += text
+            if seq.sink:
+                seq.sink(Token(token, text))
+            if len(seq.output) >= seq.max_tokens:
+                self._finish(seq, FinishReason.LENGTH)
+
+    def _finish(self, seq: Sequence, reason: FinishReason) -> None:
+        self.state.scheduler.finish(seq, reason)
+        self._forget(seq)
+        now = self.clock()
+        seq.finished_at = now
+        self.metrics.success[reason.value].inc()
+        self.metrics.e2e.observe(now - seq.arrival)
+        if seq.first_token is not None:
+            self.metrics.decode_time.observe(now - seq.first_token)
+        if seq.sink:
+            seq.sink(Finished(reason, len(seq.prompt), len(seq.output)))
+
+    def _fail(self, seq: Sequence, message: str, status: int) -> None:
+        self._forget(seq)
+        if seq.sink:
+            seq.sink(Failed(message, status))
+
+    def _forget(self, seq: Sequence) -> None:
+        self.state.decoders.pop(seq.seq_id, None)
+        self.state.generators.pop(seq.seq_id, None)
+
+    def _drop_aborted(self) -> None:
+        scheduler = self.state.scheduler
+        for seq in [*scheduler.running, *scheduler.waiting]:
+            if seq.aborted:
+                self._finish(seq, FinishReason.ABORT)
+
+    def _publish_gauges(self) -> None:
+        scheduler = self.state.scheduler
+        self.metrics.running.set(len(scheduler.running))
+        self.metrics.waiting.set(len(scheduler.waiting) + len(self._inbox))
+        self.metrics.kv_usage.set(self.state.blocks.usage)
+
+    def _die(self, exc: Exception) -> None:
+        with self._wake:
+            self._dead = f"{type(exc).__name__}: {exc}"
+            pending = [*self._inbox, *self.state.scheduler.abort_all(FinishReason.ERROR)]
+            self._inbox.clear()
+        self.metrics.engine_alive.set(0)
+        event(log, "engine_died", level=logging.ERROR, error=self._dead, failed_requests=len(pending))
+        for seq in pending:
+            seq.finish_reason = FinishReason.ERROR
+            self.metrics.success["error"].inc()
+            self._fail(seq, f"engine died: {self._dead}", 500)
+        self._publish_gauges()
+
+    # -- control (any thread) ---------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        now = self.clock()
+        with self._lock:
+            scheduler = self.state.scheduler
+            busy = bool(self._inbox or scheduler.has_work)
+            body: dict[str, Any] = {
+                "device": str(self.device),
+                "model": self.model.cfg.name,
+                "running": len(scheduler.running),
+                "waiting": len(scheduler.waiting) + len(self._inbox),
+                "seconds_since_progress": round(now - self._last_progress, 3) if busy else 0.0,
+                "faults": [f.kind for f in self._faults.values()],
+            }
+        if self._dead:
+            return False, {**body, "status": "dead", "error": self._dead}
+        if not self._accepting:
+            return False, {**body, "status": "restarting"}
+        if busy and now - self._last_progress > self.config.stall_after_s:
+            return False, {
+                **body,
+                "status": "stalled",
+                "error": f"no decode progress for {now - self._last_progress:.1f} s with work waiting",
+            }
+        return True, {**body, "status": "ok"}
+
+    def set_fault(self, kind: str, params: dict[str, float], duration_s: float | None) -> Fault:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
+        fault = Fault(kind, params, None if duration_s is None else self.clock() + duration_s)
+        with self._wake:
+            self._faults[kind] = fault
+            if kind == "kv_pressure":
+                fraction = params.get("fraction", 0.9)
+                self.state.blocks.withhold(int(self.state.blocks.num_blocks * fraction))
+            self.metrics.faults_active.labels(kind).set(1)
+            self._wake.notify_all()
+        event(log, "fault_injected", kind=kind, duration_s=duration_s if duration_s is not None else "-", **params)
+        return fault
+
+    def faults(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        with self._lock:
+            self._expire_faults()
+            return [f.public(now) for f in self._faults.values()]
+
+    def clear_faults(self, kind: str | None = None) -> None:
+        with self._wake:
+            for name in [kind] if kind else list(self._faults):
+                self._clear(name)
+            self._wake.notify_all()
+
+    def _clear(self, kind: str) -> None:
+        if self._faults.pop(kind, None) is None:
+            return
+        if kind == "kv_pressure":
+            self.state.blocks.withhold(0)
+        self.metrics.faults_active.labels(kind).set(0)
+        event(log, "fault_cleared", kind=kind)
+
+    def _expire_faults(self) -> None:
+        now = self.clock()
+        for fault in list(self._faults.values()):
+            if fault.until is not None and now >= fault.until:
+                self._clear(fault.kind)
+
+    def reconfigure(self, max_num_seqs: int | None = None, max_num_batched_tokens: int | None = None) -> None:
+        """Scheduling limits take effect at the next step."""
+        with self._wake:
+            if max_num_seqs is not None:
+                self.config.max_num_seqs = self.state.scheduler.config.max_num_seqs = max_num_seqs
+            if max_num_batched_tokens is not None:
+                self.config.max_num_batched_tokens = max_num_batched_tokens
+                self.state.scheduler.config.max_num_batched_tokens = max_num_batched_tokens
+        event(log, "engine_reconfigured", **self.config.public())
+
+    def restart(self, drain_timeout_s: float = 10.0, num_blocks: int | None = None) -> dict[str, Any]:
+        """Refuse new work, let in-flight requests finish (bounded), fail the rest, rebuild the engine."""
+        started = self.clock()
+        with self._wake:
+            self._accepting = False
+        deadline = started + drain_timeout_s
+        while self.clock() < deadline and not self._dead:
+            with self._lock:
+                if not (self._inbox or self.state.scheduler.has_work):
+                    break
+            time.sleep(0.02)
+        self.stop()
+        with self._wake:
+            leftovers = [*self._inbox, *self.state.scheduler.abort_all(FinishReason.ABORT)]
+            self._inbox.clear()
+            for kind in list(self._faults):
+                self._clear(kind)
+            if num_blocks is not None:
+                self.config.num_blocks = num_blocks
+            self.state = self._build()
+        for seq in leftovers:
+            seq.finish_reason = FinishReason.ABORT
+            self.metrics.success["abort"].inc()
+            self._fail(seq, "aborted: the engine restarted before this request finished; retry it", 503)
+        self.start()
+        with self._wake:
+            self._accepting = True
+        took = self.clock() - started
+        event(log, "engine_restarted", aborted=len(leftovers), seconds=round(took, 3), **self.config.public())
+        return {"aborted": len(leftovers), "seconds": round(took, 3), "config": self.config.public()}
+
+
+def _decoder() -> Any:
+    import codecs
+
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+def _generator(seq: Sequence) -> torch.Generator | None:
+    if seq.temperature <= 0:
+        return None
+    generator = torch.Generator()
+    generator.manual_seed(seq.seed if seq.seed is not None else random.getrandbits(63))
+    return generator
+
+
+def load_model(config: ModelConfig, device: torch.device) -> TinyLM:
+    model = TinyLM(config).to(device)
+    model.eval()
+    return model
