@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -12,12 +13,15 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from gpu_agent import cli as agent_cli
 from vigil import logs
+from vigil.errors import CliError
 from vigil.logs import event
 from vigil.settings import Settings, settings_markdown
 from vigil.store import StoreError, open_store
 from vigil.store.schema import SchemaContext, migrate, render_sql
 from vigil.supervisor import ChildSpec, Supervisor
+from workload import cli as workload_cli
 
 log = logging.getLogger("vigil")
 
@@ -37,11 +41,7 @@ class Feature(Protocol):
 
 
 # The service packages with a subcommand and a child process of `vigil up`, in start order.
-FEATURES: tuple[Feature, ...] = ()
-
-
-class CliError(Exception):
-    pass
+FEATURES: tuple[Feature, ...] = (workload_cli, agent_cli)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -70,6 +70,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from vigil.app import create_app
 
     settings = load_settings(data=args.data, port=args.port, host=args.host)
+    if not settings.control_token:  # one per run, handed to the workload and the runbook engine
+        settings = settings.model_copy(update={"control_token": secrets.token_urlsafe(24)})
     store = open_store(settings.store_url, settings.clickhouse_cluster)
     supervisor: Supervisor | None = None
     try:
@@ -151,7 +153,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
         sys.stdout.write(settings_markdown())
         return 0
     settings = load_settings()
-    print(settings.model_dump_json(indent=2, exclude={"ingest_tokens"}))
+    print(settings.model_dump_json(indent=2, exclude={"ingest_tokens", "control_token"}))
     return 0
 
 
@@ -166,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-agent", action="store_true", help="do not start the local GPU agent")
     up.add_argument("--no-workload", action="store_true", help="do not start the reference workload")
     up.add_argument("--workload-port", type=int, default=8000, help="reference workload port (default 8000)")
+    up.add_argument(
+        "--no-demo-traffic", action="store_true", help="do not send the workload gentle demo traffic (a few req/s)"
+    )
     up.set_defaults(func=cmd_up)
 
     mig = sub.add_parser("migrate", help="apply the store's migrations, or print them")

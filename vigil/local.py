@@ -29,10 +29,15 @@ class LocalVigil:
     """One `vigil up` (by default without agent and workload) on a free loopback port."""
 
     def __init__(
-        self, data: Path, env: dict[str, str] | None = None, flags: tuple[str, ...] = ("--no-agent", "--no-workload")
+        self,
+        data: Path,
+        env: dict[str, str] | None = None,
+        flags: tuple[str, ...] = ("--no-agent", "--no-workload"),
+        port: int | None = None,
     ) -> None:
+        """`port`: a given port (to restart a server where its clients expect it), else a free one."""
         self.data = data
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
         self.flags = flags

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated bearer tokens for `/v1/metrics`. When set, ingest without one is refused.",
     )
+    control_token: str = Field(
+        "",
+        description="Bearer token for the workload's `/control` API. `vigil up` makes one per run when empty; "
+        "`vigil workload` without one listens on loopback only.",
+    )
     raw_ttl_days: int = Field(14, ge=1, description="Days raw metric rows are kept.")
     rollup_1m_ttl_days: int = Field(90, ge=1, description="Days 1-minute rollups are kept.")
     rollup_1h_ttl_days: int = Field(730, ge=1, description="Days 1-hour rollups are kept.")
