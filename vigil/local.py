@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -25,23 +26,17 @@ def up_command(data: Path, port: int, *flags: str) -> list[str]:
     return [sys.executable, "-m", "vigil.cli", "up", *flags, "--data", str(data), "--port", str(port)]
 
 
-class LocalVigil:
-    """One `vigil up` (by default without agent and workload) on a free loopback port."""
+class LocalService:
+    """A `vigil` subcommand serving HTTP on loopback, started as a child and awaited until healthy."""
 
-    def __init__(
-        self,
-        data: Path,
-        env: dict[str, str] | None = None,
-        flags: tuple[str, ...] = ("--no-agent", "--no-workload"),
-        port: int | None = None,
-    ) -> None:
-        """`port`: a given port (to restart a server where its clients expect it), else a free one."""
-        self.data = data
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    health_path = "/healthz"
+
+    def __init__(self, argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
         self.env = {**os.environ, **(env or {})}
-        self.flags = flags
-        self.log = data.parent / f"{data.name}-vigil.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,30 +44,25 @@ class LocalVigil:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 60.0) -> LocalVigil:
-        """Start it and wait for `/healthz` to answer 200; raise with its log if it does not."""
+    def start(self, timeout: float = 60.0) -> Self:
+        """Start it and wait for its health path to answer 200; raise with its log if it does not."""
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                up_command(self.data, self.port, *self.flags),
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        name = " ".join(self.argv[2:4])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"vigil up exited with {self.proc.returncode}:\n{self.log.read_text()}")
+                raise RuntimeError(f"{name} exited with {self.proc.returncode}:\n{self.log.read_text()}")
             try:
                 if self.healthy():
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"vigil up did not become healthy in {timeout:.0f} s:\n{self.log.read_text()}")
+        raise RuntimeError(f"{name} did not become healthy in {timeout:.0f} s:\n{self.log.read_text()}")
 
     def healthy(self) -> bool:
-        return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+        return httpx.get(f"{self.url}{self.health_path}", timeout=5).status_code == 200
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -84,6 +74,23 @@ class LocalVigil:
         self.proc.send_signal(sig)
         self.proc.wait(timeout)
         return time.monotonic() - started
+
+
+class LocalVigil(LocalService):
+    """One `vigil up` (by default without agent and workload) on a free loopback port."""
+
+    def __init__(
+        self,
+        data: Path,
+        env: dict[str, str] | None = None,
+        flags: tuple[str, ...] = ("--no-agent", "--no-workload"),
+        port: int | None = None,
+    ) -> None:
+        """`port`: a given port (to restart a server where its clients expect it), else a free one."""
+        self.data = data
+        self.flags = flags
+        port = port or free_port()
+        super().__init__(up_command(data, port, *flags), port, data.parent / f"{data.name}-vigil.log", env)
 
     def query(self, sql: str, timeout: float = 120.0) -> list[list[object]]:
         """Rows of a read-only query on its embedded store, through `vigil query` (it must be stopped)."""

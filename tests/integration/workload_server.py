@@ -2,54 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from vigil.local import ROOT, free_port
+from vigil.local import LocalService, free_port
 
 
-class WorkloadServer:
+class WorkloadServer(LocalService):
+    health_path = "/health"
+
     def __init__(self, log: Path, *flags: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.flags = flags
-        self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        port = free_port()
+        super().__init__([sys.executable, "-m", "vigil.cli", "workload", "--port", str(port), *flags], port, log, env)
 
     def start(self, timeout: float = 90.0) -> WorkloadServer:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vigil.cli", "workload", "--port", str(self.port), *self.flags],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vigil workload exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"vigil workload did not become healthy:\n{self.log.read_text()}")
+        return super().start(timeout)
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    def stop(self, *_: object) -> float:  # type: ignore[override]
+        if not self.running():
+            return 0.0
+        try:
+            return super().stop()
+        except subprocess.TimeoutExpired:
+            assert self.proc is not None
+            self.proc.kill()
+            return 0.0
 
     def complete(self, prompt: str = "Hello", max_tokens: int = 8, **extra) -> httpx.Response:
         body = {"prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True, **extra}
