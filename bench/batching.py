@@ -36,10 +36,12 @@ from workload.model import ByteTokenizer, ModelConfig, pick_device
 PROMPT_TOKENS = 16
 
 
-def measure(model, device, clients: int, seconds: float, static: bool, lengths: tuple[int, int]) -> dict:
+def measure(
+    model, device, clients: int, seconds: float, static: bool, lengths: tuple[int, int], threads: int = 1
+) -> dict:
     engine = Engine(
         model,
-        EngineConfig(max_num_seqs=16, num_blocks=512, static_batching=static),
+        EngineConfig(max_num_seqs=16, num_blocks=512, static_batching=static, torch_threads=threads),
         WorkloadMetrics(CollectorRegistry(), model.cfg.name, str(device)),
         device,
     )
@@ -89,18 +91,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads of the engine (vigil workload's default 1)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     device = pick_device(args.device)
     model = load_model(ModelConfig(), device)
-    measure(model, device, 4, 1.0, False, (32, 32))  # warm up kernels and allocator
+    measure(model, device, 4, 1.0, False, (32, 32), args.threads)  # warm up kernels and allocator
     fixed, varied = (32, 32), (8, 56)
     runs = {
-        "continuous_1": measure(model, device, 1, args.seconds, False, fixed),
-        "continuous_16": measure(model, device, 16, args.seconds, False, fixed),
-        "static_16": measure(model, device, 16, args.seconds, True, fixed),
-        "continuous_16_varied": measure(model, device, 16, args.seconds, False, varied),
-        "static_16_varied": measure(model, device, 16, args.seconds, True, varied),
+        "continuous_1": measure(model, device, 1, args.seconds, False, fixed, args.threads),
+        "continuous_16": measure(model, device, 16, args.seconds, False, fixed, args.threads),
+        "static_16": measure(model, device, 16, args.seconds, True, fixed, args.threads),
+        "continuous_16_varied": measure(model, device, 16, args.seconds, False, varied, args.threads),
+        "static_16_varied": measure(model, device, 16, args.seconds, True, varied, args.threads),
     }
     ratios = {
         "16_vs_1": runs["continuous_16"]["tokens_per_s"] / runs["continuous_1"]["tokens_per_s"],
@@ -113,7 +118,7 @@ def main() -> None:
         return
     print(
         f"model {model.cfg.name} ({model.num_parameters / 1e6:.1f} M parameters) on {device}, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads; prompts {PROMPT_TOKENS} tokens, greedy"
+        f"{torch.__version__}, engine on {args.threads} thread(s); prompts {PROMPT_TOKENS} tokens, greedy"
     )
     for name, run in runs.items():
         print(

@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     wl.add_argument("--num-blocks", type=int, default=512, help="KV-cache blocks of 16 tokens (default 512)")
     wl.add_argument("--max-waiting", type=int, default=256, help="queued requests before answering 429")
     wl.add_argument("--stall-after", type=float, default=5.0, help="seconds without progress before /health fails")
-    wl.add_argument("--threads", type=int, default=1, help="intra-op threads of the model (default 1)")
+    wl.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads of the model (default 1; more was slower on 2 cores)"
+    )
     wl.add_argument("--demo-rate", type=float, default=0.0, help="requests/s of built-in demo traffic (default 0)")
     wl.set_defaults(func=cmd_workload)
 
