@@ -35,6 +35,8 @@ def setup(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for chatty in ("httpx", "httpcore"):  # one line per HTTP request is noise, not an event
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 def event(logger: logging.Logger, what: str, /, *, level: int = logging.INFO, **fields: Any) -> None:

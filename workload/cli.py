@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import random
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -137,6 +138,8 @@ def cmd_workload(args: argparse.Namespace) -> int:
         control="token" if token else "loopback-only",
         demo_rate=args.demo_rate,
     )
+    # uvicorn drains on SIGTERM, then re-raises it; a no-op handler lets us stop the engine and exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)).run()
     finally:
