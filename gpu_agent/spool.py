@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vigil.logs import event
+from vigil.pidlock import LockHeld, PidLock
 
 log = logging.getLogger(__name__)
 
@@ -152,22 +152,16 @@ class DiskSpool:
         self._load()
 
     @staticmethod
-    def _take_lock(path: Path) -> int:
+    def _take_lock(path: Path) -> PidLock:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            return PidLock(path, mode=0o600).acquire()
+        except LockHeld as held:
+            raise SpoolError(
+                f"the spool {path.parent} is in use by another agent (pid {held.holder}); "
+                "give each agent its own --spool"
+            ) from None
         except OSError as exc:
             raise SpoolError(f"cannot open {path}: {exc}; is the spool directory writable?") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise SpoolError(
-                f"the spool {path.parent} is in use by another agent (pid {holder}); give each agent its own --spool"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        return fd
 
     def _load(self) -> None:
         for path in self.directory.iterdir():
@@ -285,6 +279,4 @@ class DiskSpool:
         return self._bytes
 
     def close(self) -> None:
-        if self._lockfile >= 0:
-            os.close(self._lockfile)  # closing releases the flock
-            self._lockfile = -1
+        self._lockfile.release()

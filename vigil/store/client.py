@@ -7,9 +7,7 @@ above this module knows which one it has.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from vigil.logs import event
+from vigil.pidlock import LockHeld, PidLock
 
 log = logging.getLogger(__name__)
 
@@ -71,36 +70,6 @@ def make_client(url: str, settings: dict[str, Any] | None = None) -> Client:
         raise StoreError(f"could not reach ClickHouse at {parts.hostname}:{parts.port}: {exc}") from exc
 
 
-class _PathLock:
-    """An exclusive, non-blocking flock beside the embedded store, naming the holder's pid."""
-
-    def __init__(self, store_path: Path) -> None:
-        self.store_path = store_path
-        self.path = store_path.parent / f"{store_path.name}.lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreLockedError(
-                f"the embedded store {self.store_path} is in use by another Vigil process (pid {holder}); "
-                "stop it first, or give this one another data directory with --data"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
 @dataclass
 class Store:
     """An open store: the client, its URL, and whether it is the embedded engine."""
@@ -108,7 +77,7 @@ class Store:
     client: Client
     url: str
     cluster: str = ""
-    _lock: _PathLock | None = field(default=None, repr=False)
+    _lock: PidLock | None = field(default=None, repr=False)
 
     @property
     def embedded(self) -> bool:
@@ -178,8 +147,13 @@ def open_store(url: str, cluster: str = "") -> Store:
     lock = None
     path = embedded_path(url)
     if path is not None:
-        lock = _PathLock(path)
-        lock.acquire()
+        try:
+            lock = PidLock(path.parent / f"{path.name}.lock").acquire()
+        except LockHeld as held:
+            raise StoreLockedError(
+                f"the embedded store {path} is in use by another Vigil process (pid {held.holder}); "
+                "stop it first, or give this one another data directory with --data"
+            ) from None
     try:
         client = make_client(url)
     except Exception:
