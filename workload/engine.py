@@ -140,8 +140,8 @@ class Engine:
     def _build(self) -> _State:
         cfg = self.config
         blocks = BlockManager(cfg.num_blocks, cfg.block_size)
-        policy = StaticScheduler if cfg.static_batching else Scheduler
-        scheduler = policy(SchedulerConfig(cfg.max_num_seqs, cfg.max_num_batched_tokens), blocks)
+        limits = SchedulerConfig(cfg.max_num_seqs, cfg.max_num_batched_tokens)
+        scheduler = StaticScheduler(limits, blocks, self.clock) if cfg.static_batching else Scheduler(limits, blocks)
         return _State(blocks, scheduler, KVCache(self.model.cfg, cfg.num_blocks, cfg.block_size, self.device))
 
     def start(self) -> None:

@@ -7,13 +7,14 @@ what to hold; it never touches the free list. Two policies share the interface:
   recently admitted ones by recompute when a sequence needs a block and none is free, then admits
   waiting sequences first-come first-served while `max_num_seqs`, `max_num_batched_tokens` and
   the free blocks allow. Finished sequences leave at once, so new ones join at the next step.
-- `StaticScheduler`: the baseline: waits for a full batch, runs it to the end, and only then
-  admits the next batch.
+- `StaticScheduler`: the baseline: waits for a full batch (or a timeout), runs it to the end,
+  and only then admits the next batch.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from workload.blocks import BlockManager
@@ -129,12 +130,26 @@ class Scheduler:
 
 
 class StaticScheduler(Scheduler):
-    """Static batching: admit only into an empty engine, and only a full batch of `max_num_seqs`."""
+    """Static batching: admit only into an empty engine, and only a full batch of `max_num_seqs`.
+
+    A partial batch goes once its oldest request has waited `batch_timeout_s`, as static
+    servers do, or the last requests of a run would wait forever.
+    """
+
+    def __init__(
+        self, config: SchedulerConfig, blocks: BlockManager, clock: Callable[[], float], batch_timeout_s: float = 1.0
+    ) -> None:
+        super().__init__(config, blocks)
+        self.clock = clock
+        self.batch_timeout_s = batch_timeout_s
 
     def schedule(self) -> ScheduleResult:
         result = ScheduleResult()
         if self.running:
             self._schedule_running(result)
-        elif len(self.waiting) >= self.config.max_num_seqs:
+        elif self.waiting and (
+            len(self.waiting) >= self.config.max_num_seqs
+            or self.clock() - self.waiting[0].arrival >= self.batch_timeout_s
+        ):
             self._admit(result, budget=self.config.max_num_batched_tokens)
         return result

@@ -79,7 +79,8 @@ def test_a_sequence_that_can_never_fit_is_rejected() -> None:
 
 
 def test_static_batching_waits_for_a_full_batch_and_runs_it_out() -> None:
-    sched = StaticScheduler(SchedulerConfig(max_num_seqs=2), BlockManager(100, 16))
+    now = [0.0]
+    sched = StaticScheduler(SchedulerConfig(max_num_seqs=2), BlockManager(100, 16), lambda: now[0])
     sched.add(seq(1, 4))
     assert sched.schedule().empty
     sched.add(seq(2, 4))
@@ -88,6 +89,16 @@ def test_static_batching_waits_for_a_full_batch_and_runs_it_out() -> None:
     sched.add(seq(4, 4))
     step = sched.schedule()
     assert not step.prefills and len(step.decodes) == 2, "no one joins a running static batch"
+
+
+def test_static_batching_sends_a_partial_batch_after_its_timeout() -> None:
+    now = [0.0]
+    sched = StaticScheduler(SchedulerConfig(max_num_seqs=4), BlockManager(100, 16), lambda: now[0], 1.0)
+    lonely = seq(1, 4)
+    sched.add(lonely)
+    assert sched.schedule().empty
+    now[0] = 1.5
+    assert sched.schedule().prefills == [lonely]
 
 
 def test_no_block_leaks_after_10000_random_requests() -> None:
