@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -118,7 +118,8 @@ class IngestPipeline:
         self.wal.discard_torn()
         for batch_id in self.wal.batch_ids():
             entries = self.wal.read(batch_id)
-            if entries is None:
+            if entries is None:  # never acknowledged: its clients resend those requests
+                self.wal.quarantine(batch_id)
                 event(log, "wal_unreadable", level=logging.ERROR, batch=batch_id)
                 continue
             self._unstored[batch_id] = [e.key for e in entries]
@@ -180,10 +181,14 @@ class IngestPipeline:
             items = self._take()
             if items is None:
                 return
-            if items:
-                self._commit(items)
-            if self._unstored and time.monotonic() >= self._next_retry:
-                self._retry_unstored()
+            try:
+                if items:
+                    self._commit(items)
+                if self._unstored and time.monotonic() >= self._next_retry:
+                    self._retry_unstored()
+            except Exception as exc:  # a writer that dies would leave its requests waiting forever
+                event(log, "writer_error", level=logging.ERROR, error=exc)
+                self._fail([it for it in items if not it.future.done()], exc, batch_id=None)
 
     def _take(self) -> list[_Item] | None:
         with self._cond:
@@ -274,7 +279,7 @@ class IngestPipeline:
         for it in items:
             with self._cond:
                 self._inflight.pop(it.entry.key, None)
-            it.future.set_exception(error)
+            _settle(it.future, error=error)
 
     def _retry_unstored(self) -> None:
         """Store the batches left in the WAL, with their original tokens, oldest first."""
@@ -288,7 +293,11 @@ class IngestPipeline:
     def _replay_pending(self) -> None:
         for batch_id in sorted(self._unstored):
             entries = self.wal.read(batch_id)
-            if entries is None:
+            if entries is None:  # unreadable: its requests were answered 503, so clients resend them
+                self.wal.quarantine(batch_id)
+                with self._cond:
+                    self._unstored.pop(batch_id, None)
+                event(log, "wal_unreadable", level=logging.ERROR, batch=batch_id)
                 continue
             try:
                 conversions = [self.convert(e) for e in entries]
@@ -310,12 +319,25 @@ class IngestPipeline:
         with self._cond:
             self._inflight.pop(item.entry.key, None)
             self._remember(item.entry.key)
-        item.future.set_result(outcome)
+        _settle(item.future, outcome=outcome)
 
     def _remember(self, key: str) -> None:
         self._committed[key] = None
         if len(self._committed) > self._remembered_keys:
             self._committed.popitem(last=False)
+
+
+def _settle(future: Future[Outcome], outcome: Outcome | None = None, error: Exception | None = None) -> None:
+    """Resolve a request's future unless its waiter already gave up (a cancelled future)."""
+    if future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(outcome)  # type: ignore[arg-type]
+    except InvalidStateError:
+        pass  # cancelled between the check and the set
 
 
 def _done(outcome: Outcome) -> Future[Outcome]:

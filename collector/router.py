@@ -75,7 +75,8 @@ async def export_metrics(request: Request, collector: Collector = Depends(get_co
             request.headers.get("idempotency-key"),
         )
         if future is not None:
-            await asyncio.wrap_future(future)
+            # shield: a cancelled handler must not cancel the future other retries of this key share
+            await asyncio.shield(asyncio.wrap_future(future))
     except IngestError as error:
         collector.metrics.requests.labels(str(error.status)).inc()
         return error_response(error, content_type)

@@ -123,7 +123,7 @@ class Collector:
         raw = decode.decompress(body, encoding, self.settings.max_body_bytes)
         if idempotency_key and len(idempotency_key) > MAX_KEY_LENGTH:
             raise MalformedPayload(f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters")
-        key = idempotency_key.strip() if idempotency_key else "sha256:" + hashlib.sha256(raw).hexdigest()
+        key = (idempotency_key or "").strip() or "sha256:" + hashlib.sha256(raw).hexdigest()  # blank = absent
         conversion = self._convert(raw, media)
         self.metrics.points_received.inc(conversion.received)
         for reason, n in conversion.rejected.items():

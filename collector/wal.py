@@ -93,6 +93,12 @@ class WriteAheadLog:
             tmp.unlink(missing_ok=True)
         return len(torn)
 
+    def quarantine(self, batch_id: str) -> None:
+        """Set an unreadable batch aside (`.corrupt`), out of the log but kept for inspection."""
+        path = self.directory / f"{batch_id}.wal"
+        if path.exists():
+            path.replace(path.with_suffix(".corrupt"))
+
     def batch_ids(self) -> list[str]:
         """Batches in the log, oldest first."""
         return sorted(path.stem for path in self.directory.glob("*.wal"))

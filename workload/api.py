@@ -71,11 +71,14 @@ class CompletionRequest(BaseModel):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
+MAX_BLOCKS = 65_536  # a million tokens of KV cache: far more than this model needs, far less than a crash
+
+
 class ConfigPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_num_seqs: int | None = Field(None, ge=1, le=1024)
     max_num_batched_tokens: int | None = Field(None, ge=16, le=65536)
-    num_blocks: int | None = Field(None, ge=8, le=1_000_000)
+    num_blocks: int | None = Field(None, ge=8, le=MAX_BLOCKS)
 
 
 class ShedRequest(BaseModel):
@@ -208,9 +211,7 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
             engine.abort(seq)
             raise
         if isinstance(first, Failed):
-            raise ApiError(
-                first.status, first.message, kind="server_error" if first.status >= 500 else "invalid_request_error"
-            )
+            raise ApiError(first.status, first.message, kind=_error_kind(first.status))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
@@ -226,7 +227,7 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
             engine.abort(seq)
             raise
         if isinstance(event, Failed):
-            raise ApiError(event.status, event.message, kind="server_error")
+            raise ApiError(event.status, event.message, kind=_error_kind(event.status))
         return JSONResponse(
             {
                 "id": request_id,
@@ -257,10 +258,17 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
 
     @app.patch("/control/config", dependencies=[control])
     async def patch_config(patch: ConfigPatch) -> dict[str, Any]:
+        if patch.max_num_batched_tokens is not None and patch.max_num_batched_tokens < max_len:
+            raise ApiError(
+                400,
+                f"max_num_batched_tokens must be at least the model's context ({max_len}): "
+                "prompts are prefilled in one step",
+                param="max_num_batched_tokens",
+            )
         engine.reconfigure(patch.max_num_seqs, patch.max_num_batched_tokens)
         restarted = None
         if patch.num_blocks is not None and patch.num_blocks != engine.config.num_blocks:
-            restarted = await run_in_threadpool(engine.restart, 10.0, patch.num_blocks)  # a new KV pool
+            restarted = await _restart(engine, 10.0, patch.num_blocks)  # a new KV pool
         return {**engine.config.public(), "shed_fraction": shedder.fraction, "restarted": restarted}
 
     @app.post("/control/shed", dependencies=[control])
@@ -271,7 +279,7 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
 
     @app.post("/control/restart", dependencies=[control])
     async def restart(body: RestartRequest | None = None) -> dict[str, Any]:
-        return await run_in_threadpool(engine.restart, (body or RestartRequest()).drain_timeout_s)
+        return await _restart(engine, (body or RestartRequest()).drain_timeout_s)
 
     @app.post("/control/fault", dependencies=[control])
     async def inject(body: FaultRequest) -> dict[str, Any]:
@@ -290,6 +298,17 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
         return {"faults": engine.faults()}
 
     return app
+
+
+def _error_kind(status: int) -> str:
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+async def _restart(engine: Engine, drain_timeout_s: float, num_blocks: int | None = None) -> dict[str, Any]:
+    try:
+        return await run_in_threadpool(engine.restart, drain_timeout_s, num_blocks)
+    except EngineUnavailable as exc:
+        raise ApiError(exc.status, str(exc), kind="server_error") from None
 
 
 def _usage(done: Finished) -> dict[str, int]:

@@ -79,7 +79,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
     import uvicorn
     from prometheus_client import CollectorRegistry
 
-    from workload.api import create_app
+    from workload.api import MAX_BLOCKS, create_app
     from workload.engine import Engine, EngineConfig, load_model
     from workload.metrics import WorkloadMetrics
     from workload.model import ModelConfig, pick_device
@@ -100,6 +100,13 @@ def cmd_workload(args: argparse.Namespace) -> int:
     ):
         if value < 1:
             raise CliError(f"{flag} must be at least 1, got {value}")
+    if args.num_blocks > MAX_BLOCKS:
+        raise CliError(f"--num-blocks {args.num_blocks}: at most {MAX_BLOCKS} (a million tokens of KV cache)")
+    if args.max_num_batched_tokens < ModelConfig.max_model_len:
+        raise CliError(
+            f"--max-num-batched-tokens must be at least the model's context ({ModelConfig.max_model_len}): "
+            "prompts are prefilled in one step"
+        )
     try:
         device = pick_device(args.device)
     except ValueError as exc:

@@ -9,6 +9,7 @@ kv_pressure, crash) are applied at step boundaries.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import random
@@ -132,13 +133,15 @@ class Engine:
         self._stop = False
         self._dead: str | None = None
         self._thread: threading.Thread | None = None
+        self._interrupt = threading.Event()  # wakes an injected-latency sleep when the loop must stop
+        self._restarting = threading.Lock()  # one restart at a time
+        self._withheld_fraction = 0.0  # the kv_pressure fault's share; the loop thread applies it
         self._last_progress = clock()
-        self.state = self._build()
+        self.state = self._build(config)
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _build(self) -> _State:
-        cfg = self.config
+    def _build(self, cfg: EngineConfig) -> _State:
         blocks = BlockManager(cfg.num_blocks, cfg.block_size)
         limits = SchedulerConfig(cfg.max_num_seqs, cfg.max_num_batched_tokens)
         scheduler = StaticScheduler(limits, blocks, self.clock) if cfg.static_batching else Scheduler(limits, blocks)
@@ -146,6 +149,7 @@ class Engine:
 
     def start(self) -> None:
         self._stop = False
+        self._interrupt.clear()
         self._dead = None
         self._last_progress = self.clock()
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
@@ -156,8 +160,11 @@ class Engine:
         with self._wake:
             self._stop = True
             self._wake.notify_all()
+        self._interrupt.set()
         if self._thread:
-            self._thread.join(10)
+            self._thread.join(30)
+            if self._thread.is_alive():
+                raise RuntimeError("the engine loop did not stop within 30 s")
 
     # -- requests (any thread) ------------------------------------------------------------
 
@@ -198,6 +205,8 @@ class Engine:
                     self._expire_faults()
                     if "crash" in self._faults:
                         raise SimulatedCrash("CUDA error: out of memory (simulated by the crash fault)")
+                    blocks = self.state.blocks  # block accounting changes only on this thread
+                    blocks.withhold(int(blocks.num_blocks * self._withheld_fraction))
                     if "stall" in self._faults:  # the scheduler makes no progress; HTTP still answers
                         self._publish_gauges()
                         self._wake.wait(0.05)
@@ -215,6 +224,7 @@ class Engine:
 
     def step(self) -> ScheduleResult:
         state = self.state
+        faults = dict(self._faults)  # a snapshot: control calls may change faults meanwhile
         started = self.clock()
         self._drop_aborted()
         result = state.scheduler.schedule()
@@ -224,7 +234,7 @@ class Engine:
         if result.preempted:
             self.metrics.preemptions.inc(len(result.preempted))
         now = self.clock()
-        failing = self._faults.get("errors")
+        failing = faults.get("errors")
         for seq in list(result.prefills):
             if seq.first_scheduled is None:
                 seq.first_scheduled = now
@@ -237,8 +247,8 @@ class Engine:
             elif not seq.preemptions:  # a recompute after preemption is not new prompt
                 self.metrics.prompt_tokens.inc(len(seq.prompt))
         seqs = result.prefills + result.decodes
-        if result.decodes and "latency" in self._faults:
-            time.sleep(self._faults["latency"].params.get("delay_ms", 0.0) / 1000)
+        if result.decodes and "latency" in faults:
+            self._interrupt.wait(faults["latency"].params.get("delay_ms", 0.0) / 1000)
         if seqs:
             # a prefill's new tokens are all of them (from 0); a decode's is its last token
             batch = StepBatch.build(
@@ -371,8 +381,7 @@ class Engine:
         with self._wake:
             self._faults[kind] = fault
             if kind == "kv_pressure":
-                fraction = params.get("fraction", 0.9)
-                self.state.blocks.withhold(int(self.state.blocks.num_blocks * fraction))
+                self._withheld_fraction = params.get("fraction", 0.9)
             self.metrics.faults_active.labels(kind).set(1)
             self._wake.notify_all()
         event(log, "fault_injected", kind=kind, duration_s=duration_s if duration_s is not None else "-", **params)
@@ -394,7 +403,7 @@ class Engine:
         if self._faults.pop(kind, None) is None:
             return
         if kind == "kv_pressure":
-            self.state.blocks.withhold(0)
+            self._withheld_fraction = 0.0
         self.metrics.faults_active.labels(kind).set(0)
         event(log, "fault_cleared", kind=kind)
 
@@ -415,33 +424,44 @@ class Engine:
         event(log, "engine_reconfigured", **self.config.public())
 
     def restart(self, drain_timeout_s: float = 10.0, num_blocks: int | None = None) -> dict[str, Any]:
-        """Refuse new work, let in-flight requests finish (bounded), fail the rest, rebuild the engine."""
-        started = self.clock()
-        with self._wake:
-            self._accepting = False
-        deadline = started + drain_timeout_s
-        while self.clock() < deadline and not self._dead:
-            with self._lock:
-                if not (self._inbox or self.state.scheduler.has_work):
-                    break
-            time.sleep(0.02)
-        self.stop()
-        with self._wake:
-            leftovers = [*self._inbox, *self.state.scheduler.abort_all(FinishReason.ABORT)]
-            self._inbox.clear()
-            for kind in list(self._faults):
-                self._clear(kind)
-            if num_blocks is not None:
-                self.config.num_blocks = num_blocks
-            self.state = self._build()
-        for seq in leftovers:
-            seq.finish_reason = FinishReason.ABORT
-            self.metrics.success["abort"].inc()
-            self._fail(seq, "aborted: the engine restarted before this request finished; retry it", 503)
-        self.start()
-        with self._wake:
-            self._accepting = True
-        took = self.clock() - started
+        """Refuse new work, let in-flight requests finish (bounded), fail the rest, rebuild the engine.
+
+        The new engine (and its KV pool) is built before the old one is stopped: if that fails,
+        the old one goes on serving and the error is raised as `EngineUnavailable`.
+        """
+        with self._restarting:
+            started = self.clock()
+            with self._wake:
+                self._accepting = False
+            config = dataclasses.replace(self.config, num_blocks=num_blocks or self.config.num_blocks)
+            try:
+                deadline = started + drain_timeout_s
+                while self.clock() < deadline and not self._dead:
+                    with self._lock:
+                        if not (self._inbox or self.state.scheduler.has_work):
+                            break
+                    time.sleep(0.02)
+                fresh = self._build(config)
+            except Exception as exc:
+                with self._wake:
+                    self._accepting = True
+                raise EngineUnavailable(f"restart failed, the engine kept running: {exc}", 500) from exc
+            self.stop()
+            with self._wake:
+                leftovers = [*self._inbox, *self.state.scheduler.abort_all(FinishReason.ABORT)]
+                self._inbox.clear()
+                for kind in list(self._faults):
+                    self._clear(kind)
+                self.config = config
+                self.state = fresh
+            for seq in leftovers:
+                seq.finish_reason = FinishReason.ABORT
+                self.metrics.success["abort"].inc()
+                self._fail(seq, "aborted: the engine restarted before this request finished; retry it", 503)
+            self.start()
+            with self._wake:
+                self._accepting = True
+            took = self.clock() - started
         event(log, "engine_restarted", aborted=len(leftovers), seconds=round(took, 3), **self.config.public())
         return {"aborted": len(leftovers), "seconds": round(took, 3), "config": self.config.public()}
 

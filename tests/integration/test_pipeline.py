@@ -156,3 +156,33 @@ def test_a_failed_insert_answers_503_keeps_the_batch_and_stores_it_once(clean_st
     assert ingest(collector, body).result(10).duplicate
     collector.close()
     assert count(clean_store) == 25
+
+
+def test_a_waiter_that_gives_up_does_not_stop_the_writer(clean_store: Store, tmp_path: Path) -> None:
+    collector = make_collector(clean_store, tmp_path, batch_wait_ms=300)
+    abandoned = ingest(collector, gauge_request(5))
+    assert abandoned.cancel(), "the client went away before its batch was written"
+    assert ingest(collector, gauge_request(6, ts=time.time_ns() + 1)).result(10).stored == 6
+    collector.close()
+    assert count(clean_store) == 11, "the abandoned request's rows were still stored"
+
+
+def test_a_blank_idempotency_key_counts_as_none(clean_store: Store, tmp_path: Path) -> None:
+    collector = make_collector(clean_store, tmp_path)
+    assert ingest(collector, gauge_request(3), key="  ").result(10).stored == 3
+    assert ingest(collector, gauge_request(4, ts=time.time_ns() + 1), key=" ").result(10).stored == 4
+    collector.close()
+    assert count(clean_store) == 7
+
+
+def test_an_unreadable_wal_batch_is_set_aside(clean_store: Store, tmp_path: Path) -> None:
+    first = make_collector(clean_store, tmp_path)
+    first.close()
+    first.pipeline.wal.write("00000000000000000002-badbad", [WalEntry("k", PB, "identity", b"x")])
+    path = tmp_path / "wal" / "00000000000000000002-badbad.wal"
+    path.write_bytes(path.read_bytes()[:-3] + b"???")
+    restarted = make_collector(clean_store, tmp_path)
+    assert restarted.pipeline.wal.batch_ids() == []
+    assert (tmp_path / "wal" / "00000000000000000002-badbad.corrupt").exists()
+    assert ingest(restarted, gauge_request(2)).result(10).stored == 2
+    restarted.close()

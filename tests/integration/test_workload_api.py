@@ -248,6 +248,9 @@ def test_control_config_changes_limits_and_the_kv_pool(wl: WorkloadServer) -> No
     bad = wl.control("PATCH", "config", json={"max_num_seqs": 0})
     assert bad.status_code == 400 and "max_num_seqs" in bad.json()["error"]["message"]
     assert wl.control("PATCH", "config", json={"bogus": 1}).status_code == 400
+    too_small = wl.control("PATCH", "config", json={"max_num_batched_tokens": 512})
+    assert too_small.status_code == 400 and "at least the model's context" in too_small.json()["error"]["message"]
+    assert wl.control("PATCH", "config", json={"num_blocks": 10_000_000}).status_code == 400
     changed = wl.control("PATCH", "config", json={"max_num_seqs": 4, "num_blocks": 48}).json()
     assert changed["max_num_seqs"] == 4 and changed["num_blocks"] == 48 and changed["restarted"]
     assert wl.control("GET", "config").json()["num_blocks"] == 48

@@ -1,6 +1,7 @@
 """The model's paged attention and the engine loop, in process (torch on the CPU)."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -124,3 +125,54 @@ def test_waiting_queue_bound_answers_429(model: TinyLM) -> None:
     with pytest.raises(EngineUnavailable) as refused:
         eng.submit(eng.new_sequence(tok.encode("a"), 1))
     assert refused.value.status == 429
+
+
+def test_a_restart_that_cannot_build_keeps_the_old_engine_serving(model: TinyLM, monkeypatch) -> None:
+    import workload.engine as engine_module
+
+    eng = engine(model, num_blocks=64)
+    eng.start()
+    try:
+
+        def no_memory(*_args, **_kwargs):
+            raise MemoryError("cannot allocate the KV pool")
+
+        monkeypatch.setattr(engine_module, "KVCache", no_memory)
+        with pytest.raises(EngineUnavailable, match="restart failed, the engine kept running") as failed:
+            eng.restart(drain_timeout_s=0.1, num_blocks=4096)
+        assert failed.value.status == 500
+        assert eng.config.num_blocks == 64 and eng.health()[0]
+        monkeypatch.undo()
+        done = threading.Event()
+        seq = eng.new_sequence(
+            ByteTokenizer().encode("still here"),
+            3,
+            ignore_eos=True,
+            sink=lambda ev: done.set() if isinstance(ev, Finished) else None,
+        )
+        eng.submit(seq)
+        assert done.wait(30)
+    finally:
+        eng.stop()
+
+
+def test_concurrent_restarts_leave_one_engine_loop_even_during_a_long_latency_fault(model: TinyLM) -> None:
+    eng = engine(model)
+    eng.start()
+    try:
+        eng.set_fault("latency", {"delay_ms": 60_000}, None)
+        tok = ByteTokenizer()
+        failures: list = []
+        eng.submit(eng.new_sequence(tok.encode("slow"), 4, sink=lambda ev: failures.append(ev)))
+        time.sleep(0.3)  # the loop is inside its minute-long decode delay
+        restarts = [threading.Thread(target=eng.restart, args=(0.1,)) for _ in range(2)]
+        for t in restarts:
+            t.start()
+        for t in restarts:
+            t.join(30)
+        assert not any(t.is_alive() for t in restarts), "restart waited out the injected delay"
+        assert [t.name for t in threading.enumerate()].count("engine") == 1
+        assert any(isinstance(ev, Failed) and ev.status == 503 for ev in failures), "the slow request got an answer"
+        assert eng.health()[0] and not eng.faults()
+    finally:
+        eng.stop()
