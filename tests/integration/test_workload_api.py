@@ -282,33 +282,32 @@ def test_workload_refuses_a_public_address_without_a_token() -> None:
     assert out.returncode == 1 and "VIGIL_CONTROL_TOKEN" in out.stderr and "--host 0.0.0.0" in out.stderr
 
 
-def test_loadgen_reports_what_vllms_benchmark_reports(wl: WorkloadServer) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vigil.cli",
-            "loadgen",
-            "--url",
-            wl.url,
-            "--concurrency",
-            "4",
-            "--duration",
-            "2",
-            "--prompt-len",
-            "16",
-            "--output-len",
-            "8",
-            "--slo",
-            "ttft_ms=60000",
-            "tpot_ms=60000",
-            "--json",
-        ],
+def loadgen(url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "loadgen", "--url", url, *flags],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+    )
+
+
+def test_loadgen_reports_what_vllms_benchmark_reports(wl: WorkloadServer) -> None:
+    out = loadgen(
+        wl.url,
+        "--concurrency",
+        "4",
+        "--duration",
+        "2",
+        "--prompt-len",
+        "16",
+        "--output-len",
+        "8",
+        "--slo",
+        "ttft_ms=60000",
+        "tpot_ms=60000",
+        "--json",
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -318,47 +317,7 @@ def test_loadgen_reports_what_vllms_benchmark_reports(wl: WorkloadServer) -> Non
     assert data["request_goodput"] == pytest.approx(data["request_throughput"])
     for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"):
         assert set(data[key]) == {"mean", "median", "p99"} and data[key]["mean"] > 0
-    text = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vigil.cli",
-            "loadgen",
-            "--url",
-            wl.url,
-            "--rate",
-            "5",
-            "--duration",
-            "1",
-            "--output-len",
-            "4",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    text = loadgen(wl.url, "--rate", "5", "--duration", "1", "--output-len", "4")
     assert "Serving Benchmark Result" in text.stdout and "P99 TTFT (ms):" in text.stdout
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vigil.cli",
-            "loadgen",
-            "--url",
-            wl.url,
-            "--rate",
-            "1",
-            "--duration",
-            "1",
-            "--slo",
-            "ttft=5",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = loadgen(wl.url, "--rate", "1", "--duration", "1", "--slo", "ttft=5")
     assert bad.returncode == 1 and "--slo 'ttft=5'" in bad.stderr
