@@ -14,41 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from collector.convert import EXEMPLAR_COLUMNS, TableColumns
+from vigil.store.columns import arrow_types
 
-_MAP = pa.map_(pa.string(), pa.string())
-_NS = pa.timestamp("ns")
-
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "ResourceAttributes": _MAP,
-    "ScopeAttributes": _MAP,
-    "Attributes": _MAP,
-    "ScopeDroppedAttrCount": pa.uint32(),
-    "Flags": pa.uint32(),
-    "StartTimeUnix": _NS,
-    "TimeUnix": _NS,
-    "Value": pa.float64(),
-    "AggregationTemporality": pa.int32(),
-    "IsMonotonic": pa.bool_(),
-    "Count": pa.uint64(),
-    "Sum": pa.float64(),
-    "Min": pa.float64(),
-    "Max": pa.float64(),
-    "BucketCounts": pa.list_(pa.uint64()),
-    "ExplicitBounds": pa.list_(pa.float64()),
-    "Scale": pa.int32(),
-    "ZeroCount": pa.uint64(),
-    "PositiveOffset": pa.int32(),
-    "PositiveBucketCounts": pa.list_(pa.uint64()),
-    "NegativeOffset": pa.int32(),
-    "NegativeBucketCounts": pa.list_(pa.uint64()),
-    "ValueAtQuantiles.Quantile": pa.list_(pa.float64()),
-    "ValueAtQuantiles.Value": pa.list_(pa.float64()),
-    "Exemplars.FilteredAttributes": pa.list_(_MAP),
-    "Exemplars.TimeUnix": pa.list_(_NS),
-    "Exemplars.Value": pa.list_(pa.float64()),
-    "Exemplars.SpanId": pa.list_(pa.string()),
-    "Exemplars.TraceId": pa.list_(pa.string()),
-}
+ARROW_TYPES: dict[str, pa.DataType] = arrow_types()  # derived from the one column declaration
 _DEDUPLICATED = {"Attributes"}  # per-point columns whose values repeat as shared objects
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from vigil.store.columns import METRIC_TABLES, Role, flat_names
 from vigil.store.schema import EXP_HISTOGRAM, GAUGE, HISTOGRAM, SUM, SUMMARY
 
 # Rejection reasons: labels of vigil_collector_points_rejected_total and words in partial-success messages.
@@ -35,56 +36,17 @@ NO_NAME = "missing_metric_name"
 FLAG_NO_RECORDED_VALUE = 1
 _serialize_kv = KeyValue.SerializeToString
 
-SHARED_COLUMNS = (
-    "ResourceAttributes",
-    "ResourceSchemaUrl",
-    "ScopeName",
-    "ScopeVersion",
-    "ScopeAttributes",
-    "ScopeDroppedAttrCount",
-    "ScopeSchemaUrl",
-    "ServiceName",
-    "MetricName",
-    "MetricDescription",
-    "MetricUnit",
-)
-POINT_COLUMNS = ("Attributes", "StartTimeUnix", "TimeUnix", "Flags")
-EXEMPLAR_COLUMNS = (
-    "Exemplars.FilteredAttributes",
-    "Exemplars.TimeUnix",
-    "Exemplars.Value",
-    "Exemplars.SpanId",
-    "Exemplars.TraceId",
-)
-KIND_POINT_COLUMNS = {
-    GAUGE: ("Value",),
-    SUM: ("Value",),
-    HISTOGRAM: ("Count", "Sum", "BucketCounts", "ExplicitBounds", "Min", "Max"),
-    EXP_HISTOGRAM: (
-        "Count",
-        "Sum",
-        "Scale",
-        "ZeroCount",
-        "PositiveOffset",
-        "PositiveBucketCounts",
-        "NegativeOffset",
-        "NegativeBucketCounts",
-        "Min",
-        "Max",
-    ),
-    SUMMARY: ("Count", "Sum", "ValueAtQuantiles.Quantile", "ValueAtQuantiles.Value"),
-}
-KIND_METRIC_COLUMNS = {
-    GAUGE: (),
-    SUM: ("AggregationTemporality", "IsMonotonic"),
-    HISTOGRAM: ("AggregationTemporality",),
-    EXP_HISTOGRAM: ("AggregationTemporality",),
-    SUMMARY: (),
-}
+# The column tuples derive from the one declaration in vigil.store.columns (in DDL order), split by
+# how this module fills them: per metric (shared by every table, or by this kind) or per point.
+SHARED_COLUMNS = flat_names(GAUGE, Role.METRIC, every_table=True)
+POINT_COLUMNS = flat_names(GAUGE, Role.POINT, every_table=True)
+EXEMPLAR_COLUMNS = flat_names(GAUGE, Role.EXEMPLAR)
+KIND_POINT_COLUMNS = {table: flat_names(table, Role.POINT, every_table=False) for table in METRIC_TABLES}
+KIND_METRIC_COLUMNS = {table: flat_names(table, Role.METRIC, every_table=False) for table in METRIC_TABLES}
 
 
 def column_names(table: str) -> tuple[str, ...]:
-    exemplars = () if table == SUMMARY else EXEMPLAR_COLUMNS
+    exemplars = flat_names(table, Role.EXEMPLAR)
     return SHARED_COLUMNS + POINT_COLUMNS + KIND_POINT_COLUMNS[table] + exemplars + KIND_METRIC_COLUMNS[table]
 
 

@@ -6,7 +6,8 @@ functions render single-node MergeTree tables, or, with a cluster name, Replicat
 uses), all `ON CLUSTER`.
 
 Raw metric tables keep the OpenTelemetry Collector ClickHouse exporter's column names and
-types, so Grafana's ClickHouse data source and any OTel collector read and write the same data.
+types, so Grafana's ClickHouse data source and any OTel collector read and write the same data;
+those columns are declared once, in `vigil.store.columns`.
 """
 
 from __future__ import annotations
@@ -17,97 +18,32 @@ from dataclasses import dataclass
 
 from vigil.logs import event
 from vigil.store.client import Store
+from vigil.store.columns import (  # the table names are re-exported: callers import them from here
+    ATTRIBUTE_MAP,
+    GAUGE,
+    METRIC_TABLES,
+    table_columns,
+)
+from vigil.store.columns import EXP_HISTOGRAM as EXP_HISTOGRAM
+from vigil.store.columns import HISTOGRAM as HISTOGRAM
+from vigil.store.columns import SUM as SUM
+from vigil.store.columns import SUMMARY as SUMMARY
 
 log = logging.getLogger(__name__)
 
 SCHEMA_TABLE = "vigil_schema_migrations"
 DEDUP_WINDOW = 10_000  # recent insert blocks whose dedup tokens/hashes a table remembers
 
-GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY = (
-    "otel_metrics_gauge",
-    "otel_metrics_sum",
-    "otel_metrics_histogram",
-    "otel_metrics_exponential_histogram",
-    "otel_metrics_summary",
-)
-METRIC_TABLES = (GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY)
 ROLLUP_1M, ROLLUP_1H = "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h"
 INGEST_LEDGER = "vigil_ingest_requests"
 
-_MAP = "Map(LowCardinality(String), String)"
-
-COMMON_HEAD = f"""
-    ResourceAttributes {_MAP} CODEC(ZSTD(1)),
-    ResourceSchemaUrl String CODEC(ZSTD(1)),
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion String CODEC(ZSTD(1)),
-    ScopeAttributes {_MAP} CODEC(ZSTD(1)),
-    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
-    ScopeSchemaUrl String CODEC(ZSTD(1)),
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-    MetricName String CODEC(ZSTD(1)),
-    MetricDescription String CODEC(ZSTD(1)),
-    MetricUnit String CODEC(ZSTD(1)),
-    Attributes {_MAP} CODEC(ZSTD(1)),
-    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
-    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),"""
-
-EXEMPLARS = f"""
-    Exemplars Nested (
-        FilteredAttributes {_MAP},
-        TimeUnix DateTime64(9),
-        Value Float64,
-        SpanId String,
-        TraceId String
-    ) CODEC(ZSTD(1)),"""
+_MAP = ATTRIBUTE_MAP
 
 INDEXES = """
     INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1"""
-
-PER_KIND = {
-    GAUGE: "Value Float64 CODEC(ZSTD(1)),",
-    SUM: "Value Float64 CODEC(ZSTD(1)),",
-    HISTOGRAM: """
-    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
-    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
-    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),""",
-    EXP_HISTOGRAM: """
-    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
-    Scale Int32 CODEC(ZSTD(1)),
-    ZeroCount UInt64 CODEC(ZSTD(1)),
-    PositiveOffset Int32 CODEC(ZSTD(1)),
-    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
-    NegativeOffset Int32 CODEC(ZSTD(1)),
-    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),""",
-    SUMMARY: """
-    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
-    ValueAtQuantiles Nested (
-        Quantile Float64,
-        Value Float64
-    ) CODEC(ZSTD(1)),""",
-}
-
-PER_KIND_TAIL = {
-    GAUGE: "Flags UInt32 CODEC(ZSTD(1)),",
-    SUM: """Flags UInt32 CODEC(ZSTD(1)),
-    AggregationTemporality Int32 CODEC(ZSTD(1)),
-    IsMonotonic Bool CODEC(Delta, ZSTD(1)),""",
-    HISTOGRAM: """Flags UInt32 CODEC(ZSTD(1)),
-    Min Float64 CODEC(ZSTD(1)),
-    Max Float64 CODEC(ZSTD(1)),
-    AggregationTemporality Int32 CODEC(ZSTD(1)),""",
-    EXP_HISTOGRAM: """Flags UInt32 CODEC(ZSTD(1)),
-    Min Float64 CODEC(ZSTD(1)),
-    Max Float64 CODEC(ZSTD(1)),
-    AggregationTemporality Int32 CODEC(ZSTD(1)),""",
-    SUMMARY: "Flags UInt32 CODEC(ZSTD(1)),",
-}
 
 SERIES_KEY = "MetricName, ServiceName, ResourceAttributes, Attributes"
 
@@ -175,8 +111,7 @@ def _ttl_days(column: str, days: int) -> str:
 
 
 def _raw_metric_table(ctx: SchemaContext, table: str) -> list[str]:
-    exemplars = "" if table == SUMMARY else EXEMPLARS
-    body = f"{COMMON_HEAD}\n    {PER_KIND[table].strip()}{exemplars}\n    {PER_KIND_TAIL[table].strip()}{INDEXES}"
+    body = "".join(f"\n    {column.ddl()}," for column in table_columns(table)) + INDEXES
     return ctx.table(
         table,
         body,
