@@ -134,7 +134,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         params[name] = value
     store = open_store(settings.store_url, settings.clickhouse_cluster)
     try:
-        result = store.client.query(args.sql, parameters=params, settings={"readonly": 1})
+        result = store.query_readonly(args.sql, params)
     except Exception as exc:
         raise CliError(f"query failed: {exc}") from None
     finally:

@@ -1,5 +1,13 @@
 """The store: one clickhouse-connect client built from one URL, its schema and its queries."""
 
-from vigil.store.client import Store, StoreError, StoreLockedError, make_client, open_store
+from vigil.store.client import (
+    QueryResult,
+    Store,
+    StoreError,
+    StoreLockedError,
+    StoreQueryError,
+    make_client,
+    open_store,
+)
 
-__all__ = ["Store", "StoreError", "StoreLockedError", "make_client", "open_store"]
+__all__ = ["QueryResult", "Store", "StoreError", "StoreLockedError", "StoreQueryError", "make_client", "open_store"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -30,6 +30,10 @@ class StoreError(Exception):
 
 class StoreLockedError(StoreError):
     """Another process holds the embedded store."""
+
+
+class StoreQueryError(StoreError):
+    """The store refused or failed a query; the message is the engine's."""
 
 
 def embedded_path(url: str) -> Path | None:
@@ -70,14 +74,26 @@ def make_client(url: str, settings: dict[str, Any] | None = None) -> Client:
         raise StoreError(f"could not reach ClickHouse at {parts.hostname}:{parts.port}: {exc}") from exc
 
 
-@dataclass
-class Store:
-    """An open store: the client, its URL, and whether it is the embedded engine."""
+@dataclass(frozen=True)
+class QueryResult:
+    """A query's answer with its column names, for callers that print what they did not write."""
 
-    client: Client
-    url: str
-    cluster: str = ""
-    _lock: PidLock | None = field(default=None, repr=False)
+    column_names: tuple[str, ...]
+    result_rows: list[tuple[Any, ...]]  # named as clickhouse-connect names it, so callers read either
+
+
+class Store:
+    """An open store. The clickhouse-connect client stays private: every read and write goes
+    through these methods, so the insert settings and the read-only guard live in one place."""
+
+    def __init__(self, client: Client, url: str, cluster: str = "", lock: PidLock | None = None) -> None:
+        self._client = client
+        self.url = url
+        self.cluster = cluster
+        self._lock = lock
+
+    def __repr__(self) -> str:
+        return f"Store(url={redact(self.url)!r}, cluster={self.cluster!r})"
 
     @property
     def embedded(self) -> bool:
@@ -101,7 +117,7 @@ class Store:
         dedup_token: str | None = None,
     ) -> None:
         """Insert Python column lists. `dedup_token` makes a retried insert a no-op."""
-        self.client.insert(
+        self._client.insert(
             table,
             columns,
             column_names=list(column_names),
@@ -111,23 +127,41 @@ class Store:
 
     def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
         """Insert a pyarrow Table (columns by name). `dedup_token` makes a retried insert a no-op."""
-        self.client.insert_arrow(table, data, settings=self._insert_settings(dedup_token))
+        self._client.insert_arrow(table, data, settings=self._insert_settings(dedup_token))
 
-    def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.client.query(sql, parameters=parameters or {}).result_rows
+    def query_rows(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a query whose values are bound as `{name:Type}` parameters."""
+        return self._client.query(sql, parameters=parameters or {}, settings=settings).result_rows
 
-    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        return self.client.command(sql, parameters=parameters or {})
+    def command(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> Any:
+        return self._client.command(sql, parameters=parameters or {}, settings=settings)
+
+    def query_readonly(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> QueryResult:
+        """Run SQL someone typed, with the store refusing any write (`readonly=1`).
+
+        Raises `StoreQueryError` with the engine's message when the query fails or writes.
+        """
+        try:
+            result = self._client.query(sql, parameters=parameters or {}, settings={**(settings or {}), "readonly": 1})
+        except Exception as exc:
+            raise StoreQueryError(str(exc)) from None
+        return QueryResult(tuple(result.column_names), list(result.result_rows))
 
     def ping(self) -> bool:
         try:
-            return self.client.ping()
+            return self._client.ping()
         except Exception:
             return False
 
     def close(self) -> None:
         try:
-            self.client.close()
+            self._client.close()
         finally:
             if self._lock:
                 self._lock.release()
@@ -161,4 +195,4 @@ def open_store(url: str, cluster: str = "") -> Store:
             lock.release()
         raise
     event(log, "store_opened", url=redact(url), embedded=path is not None, cluster=cluster or "-")
-    return Store(client=client, url=url, cluster=cluster, _lock=lock)
+    return Store(client, url, cluster, lock)

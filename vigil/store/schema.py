@@ -272,7 +272,7 @@ def reconcile_ttls(store: Store, ctx: SchemaContext) -> list[str]:
         engine_full = current.get(local)
         if engine_full is None or _normalized(f"TTL {wanted}") in _normalized(engine_full):
             continue
-        store.client.command(
+        store.command(
             f"ALTER TABLE {local}{ctx.on_cluster} MODIFY TTL {wanted}",
             settings={"materialize_ttl_after_modify": 0},
         )
