@@ -82,13 +82,16 @@ def plan_series(
         raise QueryRejected(f"step must be a positive number of seconds, got {step}")
     if end <= start:
         raise QueryRejected(f"the range is empty: end ({end}) must be after start ({start})")
-    step = max(step, ceil((end - start) / max_points))
+    needed = max(step, ceil((end - start) / max_points))
     if source is not None:
-        if step % source.bucket_s:
-            raise QueryRejected(f"step {step}s is not a multiple of the {source.value} source's {source.bucket_s}s")
-        return _aligned(source, step, start, end)
+        if needed % source.bucket_s:
+            raise QueryRejected(f"step {needed}s is not a multiple of the {source.value} source's {source.bucket_s}s")
+        return _aligned(source, needed, start, end)
     kept = [s for s in FINEST_FIRST if s.covers(start, now, ctx)] or [Resolution.HOUR]
-    step = _round_up(step, kept[0].bucket_s)
+    bucket = kept[0].bucket_s
+    if needed > step:  # the step is ours to choose now: make it one a rollup can answer
+        bucket = max((s.bucket_s for s in kept if s.bucket_s <= needed), default=bucket)
+    step = _round_up(needed, bucket)
     chosen = next(s for s in reversed(kept) if step % s.bucket_s == 0)
     return _aligned(chosen, step, start, end)
 
