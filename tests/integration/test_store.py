@@ -1,5 +1,8 @@
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,7 @@ from vigil.store.schema import (
     render_all,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 MAP = "Map(LowCardinality(String), String)"
 COMMON = {
     "ResourceAttributes": MAP,
@@ -183,3 +187,16 @@ def test_rollups_agree_with_raw_data_per_minute_and_per_hour(clean_store: Store)
             assert got[:2] == want[:2]
             assert got[2] == pytest.approx(want[2], rel=1e-12)
             assert got[3:] == want[3:]
+
+
+def test_vigil_query_reads_with_bound_parameters_and_refuses_writes(tmp_path: Path) -> None:
+    def vigil(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "vigil.cli", *args, "--data", str(tmp_path)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+    assert vigil("migrate").returncode == 0
+    read = vigil("query", "SELECT {n:UInt8} + 1 AS m, count() AS rows FROM otel_metrics_gauge", "--param", "n=2")
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.splitlines() == ["m\trows", "3\t0"]
+    write = vigil("query", "INSERT INTO otel_metrics_gauge (MetricName) VALUES ('x')")
+    assert write.returncode != 0 and "query failed" in write.stderr and "readonly" in write.stderr
