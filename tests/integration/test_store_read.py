@@ -154,5 +154,15 @@ def test_latest_per_gpu_keys_by_uuid_with_resource_and_keeps_mig_apart(store: St
 def test_query_readonly_refuses_writes(store: Store) -> None:
     result = store.query_readonly("SELECT {n:UInt8} AS n, 'x' AS s", {"n": 3})
     assert result.column_names == ("n", "s") and result.result_rows == [(3, "x")]
-    with pytest.raises(StoreQueryError, match="readonly"):
-        store.query_readonly(f"INSERT INTO {GAUGE} (MetricName) VALUES ('m')")
+    for write in (
+        f"INSERT INTO {GAUGE} (MetricName) VALUES ('m')",
+        f"insert /* x */ -- y\n into {GAUGE} (MetricName) SELECT 'm'",
+        f"WITH 1 AS a INSERT INTO {GAUGE} (MetricName) SELECT 'm'",
+        f"ALTER TABLE {GAUGE} DELETE WHERE 1",
+        f"TRUNCATE TABLE {GAUGE}",
+    ):
+        with pytest.raises(StoreQueryError, match="readonly"):
+            store.query_readonly(write)
+    # the shared client still writes afterwards (a leaked readonly=1 would stop every insert)
+    store.insert_columns(GAUGE, [["t.after_readonly"], [time.time_ns()]], ["MetricName", "TimeUnix"])
+    assert store.query_rows(f"SELECT count() FROM {GAUGE} WHERE MetricName = 't.after_readonly'") == [(1,)]

@@ -8,6 +8,7 @@ above this module knows which one it has.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,8 @@ class Store:
         self.url = url
         self.cluster = cluster
         self._lock = lock
+        self._reader: Client | None = None
+        self._reader_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store(url={redact(self.url)!r}, cluster={self.cluster!r})"
@@ -147,10 +150,17 @@ class Store:
 
         Raises `StoreQueryError` with the engine's message when the query fails or writes.
         """
-        try:
-            result = self._client.query(sql, parameters=parameters or {}, settings={**(settings or {}), "readonly": 1})
-        except Exception as exc:
-            raise StoreQueryError(str(exc)) from None
+        # Its own client: clickhouse-connect's chdb driver leaves a session read-only after a write
+        # is refused (it cannot restore the settings it SET), so the shared client must never see one.
+        # A reader whose query failed is dropped, and the next query opens a fresh one.
+        with self._reader_lock:
+            reader = self._reader = self._reader or make_client(self.url)
+            try:
+                result = reader.query(sql, parameters=parameters or {}, settings={**(settings or {}), "readonly": 1})
+            except Exception as exc:
+                self._reader = None
+                _close_quietly(reader)
+                raise StoreQueryError(str(exc)) from None
         return QueryResult(tuple(result.column_names), list(result.result_rows))
 
     def ping(self) -> bool:
@@ -161,12 +171,21 @@ class Store:
 
     def close(self) -> None:
         try:
+            if self._reader is not None:
+                _close_quietly(self._reader)
             self._client.close()
         finally:
             if self._lock:
                 self._lock.release()
                 self._lock = None
             event(log, "store_closed", url=redact(self.url))
+
+
+def _close_quietly(client: Client) -> None:
+    try:
+        client.close()
+    except Exception as exc:
+        event(log, "store_client_close_failed", error=str(exc))
 
 
 def redact(url: str) -> str:
