@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # A child is unhealthy after this many failed probes in a row: one slow answer is not an outage.
 FAILURES_TO_UNHEALTHY = 2
 _ERROR_CHARS = 200
+# Children listen on this machine: a proxy from the environment (HTTP_PROXY) must not carry the probe.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class _Child:
 def probe(url: str, timeout: float) -> str | None:
     """GET `url`: None when it answers 200, else why not (status and the start of the body, or the error)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
+        with _OPENER.open(url, timeout=timeout) as answer:
             if answer.status == 200:
                 return None
             return f"HTTP {answer.status}"
