@@ -72,7 +72,7 @@ def template() -> bytes:
         for key, value in (
             ("service.name", "vigil-gpu-agent"),
             ("host.name", f"gpu-node-{node:04d}"),
-            ("cluster", "bench"),
+            ("k8s.cluster.name", "bench"),
             ("team", f"team-{node % 7}"),
         ):
             rm.resource.attributes.add(key=key).value.string_value = value

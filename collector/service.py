@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -133,3 +134,6 @@ class Collector:
         if not conversion.accepted:
             return conversion, None
         return conversion, self.pipeline.submit(WalEntry(key, media, encoding, body), conversion)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        return True, {"queue_rows": self.pipeline.queued_rows}

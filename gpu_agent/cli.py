@@ -18,11 +18,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vigil.supervisor import ChildSpec
+from vigil.kernel import ChildSpec
 
 if TYPE_CHECKING:
     from gpu_agent.agent import AgentConfig
     from gpu_agent.model import ProbeReport
+    from vigil.kernel import RunPlan
     from vigil.settings import Settings
 
 NAME = "agent"
@@ -154,32 +155,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_agent)
 
 
-def child(args: argparse.Namespace, settings: Settings) -> ChildSpec:
-    """How `vigil up` runs the agent: real GPUs where NVML answers, else simulated ones, scraping the workload."""
-    data = Path(settings.data).resolve() / "agent"
-    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
+def child(plan: RunPlan, settings: Settings) -> ChildSpec:
+    """How `vigil up` runs the agent: real GPUs where NVML answers, else simulated ones, scraping the plan's engines."""
+    assert plan.agent is not None, "vigil up runs the agent only when the plan has one"
+    agent = plan.agent
     argv = [
         sys.executable,
         "-m",
         "gpu_agent",
         "--collector",
-        f"http://{host}:{settings.port}",
+        plan.url,
         "--simulate-if-no-gpu",
         str(UP_SIMULATED_GPUS),
         "--spool",
-        str(data / "spool"),
+        str(plan.data / "agent" / "spool"),
         "--drain-timeout",
         "3",  # the supervisor allows 5 s at stop; what is left stays in the spool
         "--control",
-        "127.0.0.1:0",
+        f"127.0.0.1:{agent.control_port}",
         "--control-file",
-        str(data / "control.url"),
+        str(agent.control_file),
     ]
-    if not getattr(args, "no_workload", False):
-        argv += ["--scrape", f"http://127.0.0.1:{args.workload_port}/metrics", "--scrape-interval", "1"]
+    for url in plan.scrape_targets:
+        argv += ["--scrape", url]
+    if plan.scrape_targets:
+        argv += ["--scrape-interval", "1"]
+    for key, value in plan.labels:
+        argv += ["--label", f"{key}={value}"]
     env = {TOKEN_ENV: settings.ingest_tokens[0]} if settings.ingest_tokens else {}  # never on argv: ps shows argv
-    return ChildSpec(NAME, argv, env)
+    return ChildSpec(NAME, argv, env, health_url=agent.health_url)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:

@@ -1,11 +1,12 @@
-"""The composition root of `vigil up`: one FastAPI app, one port, every service's router."""
+"""The composition root of `vigil up`: one FastAPI app, one port, every registered service's routers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,50 +18,64 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 
 import vigil
-from collector.router import router as collector_router
-from collector.service import Collector
+from collector.plugin import CollectorService
+from vigil.health import ChildState, HealthMonitor
+from vigil.kernel import RunPlan, Service, ServiceContext, ServiceFactory
 from vigil.settings import Settings
 from vigil.store import Store
 
+# The in-process services of `vigil up`, in start order (closed in reverse), as FEATURES lists children.
+SERVICES: tuple[ServiceFactory, ...] = (CollectorService,)
 
-def create_app(settings: Settings, store: Store) -> FastAPI:
-    """Build the app around an open, migrated store. The lifespan starts and drains the collector."""
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    plan: RunPlan,
+    children: Callable[[], Mapping[str, ChildState]] | None = None,
+    services: tuple[ServiceFactory, ...] = SERVICES,
+) -> FastAPI:
+    """Build the app around an open, migrated store. The lifespan starts the services and closes them.
+
+    `children`: the supervisor's `health()`, reported by `/healthz` beside the services.
+    """
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    collector = Collector(settings, store, registry)
+    ctx = ServiceContext(settings=settings, store=store, registry=registry, plan=plan)
+    built: list[Service] = [factory(ctx) for factory in services]
+    monitor = HealthMonitor(store.ping, built, children)
+    ready = False
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(collector.start)
-        app.state.ready = True
+        nonlocal ready
+        started: list[Service] = []
         try:
+            for service in built:
+                await run_in_threadpool(service.start)
+                started.append(service)
+            await run_in_threadpool(monitor.start)
+            ready = True
             yield
         finally:
-            app.state.ready = False
-            await run_in_threadpool(collector.close)
+            ready = False
+            await run_in_threadpool(monitor.close)
+            deadline = time.monotonic() + settings.shutdown_timeout_s
+            for service in reversed(started):
+                await run_in_threadpool(service.close, max(0.0, deadline - time.monotonic()))
 
     app = FastAPI(title="Vigil", version=vigil.__version__, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.store = store
-    app.state.registry = registry
-    app.state.collector = collector
-    app.state.ready = False
-    app.include_router(collector_router)
+    for service in built:
+        for router in service.routers:
+            app.include_router(router)
+        app.dependency_overrides.update(service.providers)
 
-    @app.get("/healthz", summary="200 once the store is open and migrated and the collector runs")
-    async def healthz(request: Request) -> JSONResponse:
-        store_ok = await run_in_threadpool(store.ping)
-        ready = bool(request.app.state.ready) and store_ok
-        body = {
-            "status": "ok" if ready else "unavailable",
-            "store": "embedded" if store.embedded else "server",
-            "store_reachable": store_ok,
-            "collector_running": bool(request.app.state.ready),
-            "queue_rows": collector.pipeline.queued_rows,
-            "version": vigil.__version__,
-        }
-        return JSONResponse(body, status_code=200 if ready else 503)
+    @app.get("/healthz", summary="200 when the store, every service and every child is healthy; 503 names which not")
+    async def healthz() -> JSONResponse:
+        ok, body = monitor.snapshot(ready)  # cached: never waits behind ingest work or a slow child
+        body = {**body, "store_kind": "embedded" if store.embedded else "server", "version": vigil.__version__}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", summary="Vigil's own metrics in Prometheus text format")
     async def metrics() -> Response:

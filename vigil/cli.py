@@ -7,40 +7,27 @@ import json
 import logging
 import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from gpu_agent import cli as agent_cli
 from vigil import logs
 from vigil.errors import CliError
+from vigil.kernel import AgentPlan, Feature, RunPlan, WorkloadPlan, parse_label
 from vigil.logs import event
 from vigil.settings import Settings, settings_markdown
 from vigil.store import StoreError, open_store
 from vigil.store.schema import SchemaContext, migrate, render_sql
-from vigil.supervisor import ChildSpec, Supervisor
+from vigil.supervisor import Supervisor
 from workload import cli as workload_cli
 
 log = logging.getLogger("vigil")
 
-
-class Feature(Protocol):
-    """A service package's command line: `<package>/cli.py` of the workload, the agent, ...
-
-    `NAME` is its subcommand and the name of its child process under `vigil up`; `register` adds
-    the subcommand; `child` returns how `vigil up` runs it (given the parsed `up` arguments).
-    """
-
-    NAME: str
-
-    def register(self, sub: argparse._SubParsersAction) -> None: ...
-
-    def child(self, args: argparse.Namespace, settings: Settings) -> ChildSpec: ...
-
-
-# The service packages with a subcommand and a child process of `vigil up`, in start order.
+# The feature packages with a subcommand and a child process of `vigil up`, in start order.
 FEATURES: tuple[Feature, ...] = (workload_cli, agent_cli)
 
 
@@ -64,6 +51,58 @@ def schema_context(settings: Settings) -> SchemaContext:
     )
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _loopback_url(host: str, port: int) -> str:
+    """How a process on this machine reaches a server listening on `host`."""
+    host = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def build_plan(args: argparse.Namespace, settings: Settings) -> RunPlan:
+    """The one plan of this `vigil up`, from its flags and settings; bad flags end as a CliError naming them."""
+    labels: dict[str, str] = {}
+    for item in args.label or []:
+        try:
+            key, value = parse_label(item)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        labels[key] = value
+    for flag, port in (("--workload-port", args.workload_port), ("--agent-control-port", args.agent_control_port)):
+        if port is not None and not 1 <= port <= 65535:
+            raise CliError(f"{flag} {port}: expected a port from 1 to 65535")
+    data = Path(settings.data).resolve()
+    workload = None
+    if not args.no_workload:
+        workload = WorkloadPlan(
+            port=args.workload_port,
+            url=_loopback_url("127.0.0.1", args.workload_port),
+            control_token=settings.control_token,
+            demo_traffic=not args.no_demo_traffic,
+        )
+    agent = None
+    if not args.no_agent:
+        # fixed for the whole run, so the URL survives the agent's restarts; runbooks find it in the plan
+        port = args.agent_control_port or free_port()
+        agent = AgentPlan(
+            control_port=port, control_url=_loopback_url("127.0.0.1", port), control_file=data / "agent" / "control.url"
+        )
+    return RunPlan(
+        host=settings.host,
+        port=settings.port,
+        url=_loopback_url(settings.host, settings.port),
+        data=data,
+        workload=workload,
+        agent=agent,
+        scrape_targets=(workload.metrics_url,) if workload else (),
+        labels=tuple(labels.items()),
+    )
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -72,21 +111,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = load_settings(data=args.data, port=args.port, host=args.host)
     if not settings.control_token:  # one per run, handed to the workload and the runbook engine
         settings = settings.model_copy(update={"control_token": secrets.token_urlsafe(24)})
+    plan = build_plan(args, settings)
     store = open_store(settings.store_url, settings.clickhouse_cluster)
     supervisor: Supervisor | None = None
     try:
         migrate(store, schema_context(settings))
-        app = create_app(settings, store)
-        skipped = {"agent": args.no_agent, "workload": args.no_workload}
-        specs = [feature.child(args, settings) for feature in FEATURES if not skipped.get(feature.NAME)]
+        running = {"workload": plan.workload is not None, "agent": plan.agent is not None}
+        specs = [feature.child(plan, settings) for feature in FEATURES if running.get(feature.NAME, True)]
         supervisor = Supervisor(specs)
+        app = create_app(settings, store, plan, children=supervisor.health)
         supervisor.start()
         event(
             log,
             "vigil_up",
-            url=f"http://{settings.host}:{settings.port}",
-            data=settings.data.resolve(),
+            url=plan.url,
+            data=plan.data,
             children=",".join(s.name for s in specs) or "none",
+            ports=",".join(f"{k}:{v}" for k, v in plan.ports.items()),
         )
         config = uvicorn.Config(
             app,
@@ -168,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-agent", action="store_true", help="do not start the local GPU agent")
     up.add_argument("--no-workload", action="store_true", help="do not start the reference workload")
     up.add_argument("--workload-port", type=int, default=8000, help="reference workload port (default 8000)")
+    up.add_argument(
+        "--agent-control-port",
+        type=int,
+        help="port of the local agent's control endpoint on 127.0.0.1 (default: a free port, fixed for the run)",
+    )
+    up.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="resource attribute of the local agent's series (repeatable), e.g. team=ml-platform, k8s.cluster.name=dev",
+    )
     up.add_argument(
         "--no-demo-traffic", action="store_true", help="do not send the workload gentle demo traffic (a few req/s)"
     )

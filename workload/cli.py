@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from vigil.errors import CliError
+from vigil.kernel import ChildSpec, RunPlan
 from vigil.logs import event
 from vigil.settings import Settings
-from vigil.supervisor import ChildSpec
 
 NAME = "workload"
 DEMO_RATE = 2.0  # requests/s `vigil up` sends the workload so a first start shows a live fleet
@@ -57,11 +57,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     lg.set_defaults(func=cmd_loadgen)
 
 
-def child(args: argparse.Namespace, settings: Settings) -> ChildSpec:
-    argv = [sys.executable, "-m", "vigil.cli", "workload", "--port", str(args.workload_port)]
-    if not getattr(args, "no_demo_traffic", False):
+def child(plan: RunPlan, settings: Settings) -> ChildSpec:
+    """How `vigil up` runs the workload: on the plan's port, with its control token, probed at /health."""
+    assert plan.workload is not None, "vigil up runs the workload only when the plan has one"
+    workload = plan.workload
+    argv = [sys.executable, "-m", "vigil.cli", "workload", "--port", str(workload.port)]
+    if workload.demo_traffic:
         argv += ["--demo-rate", str(DEMO_RATE)]
-    return ChildSpec(NAME, argv, env={"VIGIL_CONTROL_TOKEN": settings.control_token})
+    env = {"VIGIL_CONTROL_TOKEN": workload.control_token}
+    return ChildSpec(NAME, argv, env=env, health_url=workload.health_url)
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,7 +10,8 @@ import pytest
 
 from gpu_agent import cli
 from gpu_agent.model import Fault, FaultKind
-from vigil.cli import FEATURES, build_parser
+from vigil.cli import FEATURES, build_parser, build_plan
+from vigil.kernel import RunPlan
 from vigil.settings import Settings
 
 
@@ -89,10 +90,16 @@ def test_vigil_has_the_agent_subcommand_and_up_runs_it() -> None:
     assert args.func is cli.cmd_agent and args.simulate == 2 and args.probe
 
 
+def up_plan(settings: Settings, *flags: str) -> RunPlan:
+    return build_plan(build_parser().parse_args(["up", "--agent-control-port", "9555", *flags]), settings)
+
+
 def test_up_runs_the_agent_lean_with_the_token_in_its_environment(tmp_path: Path) -> None:
     settings = Settings(data=tmp_path / "data", port=9123, ingest_tokens=["first", "second"])
-    up = argparse.Namespace(no_workload=False, workload_port=8011, no_agent=False)
-    spec = cli.child(up, settings)
+    plan = up_plan(
+        settings, "--workload-port", "8011", "--label", "team=ml-platform", "--label", "k8s.cluster.name=dev"
+    )
+    spec = cli.child(plan, settings)
     assert spec.name == "agent"
     assert spec.argv[1:3] == ["-m", "gpu_agent"]
     argv = " ".join(spec.argv)
@@ -100,12 +107,24 @@ def test_up_runs_the_agent_lean_with_the_token_in_its_environment(tmp_path: Path
     assert "--scrape http://127.0.0.1:8011/metrics" in argv
     assert f"--spool {(tmp_path / 'data').resolve() / 'agent' / 'spool'}" in argv
     assert "--simulate-if-no-gpu 4" in argv
+    assert "--control 127.0.0.1:9555" in argv and spec.health_url == "http://127.0.0.1:9555/healthz"
+    assert "--label team=ml-platform --label k8s.cluster.name=dev" in argv
     assert "first" not in argv  # argv is world-readable in ps
     assert spec.env == {cli.TOKEN_ENV: "first"}
-    bare = cli.child(argparse.Namespace(no_workload=True, workload_port=8011), Settings(data=tmp_path, port=9123))
-    assert "--scrape" not in bare.argv and bare.env == {}
-    wide = cli.child(up, Settings(data=tmp_path, port=9123, host="0.0.0.0"))
+    bare_settings = Settings(data=tmp_path, port=9123)
+    bare = cli.child(up_plan(bare_settings, "--no-workload"), bare_settings)
+    assert "--scrape" not in bare.argv and "--label" not in bare.argv and bare.env == {}
+    wide_settings = Settings(data=tmp_path, port=9123, host="0.0.0.0")
+    wide = cli.child(up_plan(wide_settings), wide_settings)
     assert "http://127.0.0.1:9123" in wide.argv
+
+
+def test_the_labels_vigil_up_hands_the_agent_are_ones_it_accepts(tmp_path: Path) -> None:
+    settings = Settings(data=tmp_path, port=9123)
+    spec = cli.child(up_plan(settings, "--no-workload", "--label", "k8s.cluster.name=dev"), settings)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert cli.config_from(parser.parse_args(spec.argv[3:])).labels == {"k8s.cluster.name": "dev"}  # type: ignore[attr-defined]
 
 
 def test_probe_prints_a_table_of_fields_by_gpu(capsys: pytest.CaptureFixture[str]) -> None:

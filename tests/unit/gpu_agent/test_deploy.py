@@ -43,7 +43,7 @@ def test_the_daemonset_runs_on_gpu_nodes_with_what_attribution_needs() -> None:
     argv = [re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], a) for a in container["args"]]
     config = parse(argv)
     assert config.spool == Path("/var/lib/vigil-agent/spool")  # type: ignore[attr-defined]
-    assert config.labels == {"k8s.node.name": "gpu-7", "cluster": "eu-1"}  # type: ignore[attr-defined]
+    assert config.labels == {"k8s.node.name": "gpu-7", "k8s.cluster.name": "eu-1"}  # type: ignore[attr-defined]
     assert config.control == ("10.1.2.3", 9402)  # type: ignore[attr-defined]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
