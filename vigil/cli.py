@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import secrets
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,9 +64,8 @@ def schema_context(settings: Settings) -> SchemaContext:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from vigil.app import create_app
+    from vigil.serve import serve
 
     settings = load_settings(data=args.data, port=args.port, host=args.host)
     if not settings.control_token:  # one per run, handed to the workload and the runbook engine
@@ -88,20 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             data=settings.data.resolve(),
             children=",".join(s.name for s in specs) or "none",
         )
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        )
-        server = uvicorn.Server(config)
-        # uvicorn drains on SIGTERM, restores the previous handler, then re-raises the signal;
-        # a no-op handler here lets the `finally` below close children and the store, exit 0.
-        signal.signal(signal.SIGTERM, lambda *_: None)
-        server.run()
-        return 0 if server.started else 1
+        return 0 if serve(app, settings, app.state.registry) else 1
     finally:
         if supervisor:
             supervisor.stop()
