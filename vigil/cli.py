@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from gpu_agent import cli as agent_cli
-from vigil import logs
+from vigil import logs, tsv
 from vigil.errors import CliError
 from vigil.logs import event
 from vigil.settings import Settings, settings_markdown
@@ -127,9 +127,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([list(row) for row in result.result_rows], default=str))
         return 0
-    print("\t".join(result.column_names))
+    print(tsv.row(result.column_names))
     for row in result.result_rows:
-        print("\t".join(str(v) for v in row))
+        print(tsv.row(row))
     return 0
 
 
