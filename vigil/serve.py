@@ -30,8 +30,9 @@ from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The part of the shutdown timeout the HTTP drain may use; the services' close gets the rest.
-HTTP_DRAIN_SHARE = 0.5
+# The part of the shutdown timeout the HTTP drain may use; the services' close gets the rest. The
+# collector keeps storing while requests drain, so most of its queue is flushed in this part.
+HTTP_DRAIN_SHARE = 0.75
 # Descriptors kept for the store, the WAL, the children and the log: the connection limit
 # never goes past half the descriptor limit.
 FD_SHARE_FOR_CONNECTIONS = 0.5
@@ -182,14 +183,15 @@ class DrainingServer(uvicorn.Server):
     uvicorn waits `timeout_graceful_shutdown` for requests, cancels the rest (their clients get
     a plain 500), and only then starts the app's own shutdown, which has its own timeout. Here
     the request drain takes at most `HTTP_DRAIN_SHARE` of the timeout and the app's shutdown is
-    handed the deadline of the whole (lifespan state `vigil.shutdown_deadline`); handlers see
+    handed the deadline of the whole (`app.state.shutdown_deadline`, see `lifecycle.time_left`); handlers see
     the shutdown signal at once, so a slow upload is answered 503 with Retry-After rather than
     holding the drain.
     """
 
-    def __init__(self, config: uvicorn.Config, shutdown_timeout_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, shutdown_timeout_s: float, app_state: object = None) -> None:
         super().__init__(config)
         self.shutdown_timeout_s = shutdown_timeout_s
+        self.app_state = app_state
         self.shutting_down = asyncio.Event()
 
     async def startup(self, sockets: list[Any] | None = None) -> None:
@@ -199,7 +201,8 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         started = time.monotonic()
         deadline = started + self.shutdown_timeout_s
-        self.lifespan.state[lifecycle.SHUTDOWN_DEADLINE] = deadline
+        if self.app_state is not None:
+            setattr(self.app_state, lifecycle.SHUTDOWN_DEADLINE, deadline)
         self.shutting_down.set()
         for server in self.servers:
             server.close()
@@ -255,9 +258,8 @@ def serve(app: Any, settings: Settings, registry: CollectorRegistry | None = Non
         http=protocol_class(guard),
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)),
     )
-    server = DrainingServer(config, settings.shutdown_timeout_s)
+    server = DrainingServer(config, settings.shutdown_timeout_s, getattr(app, "state", None))
     if registry is not None:
         guard.register(registry, server.server_state.connections)
     event(log, "http_limits", max_connections=guard.max_connections, fd_limit=fd_limit)

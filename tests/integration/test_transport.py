@@ -146,7 +146,7 @@ def test_slow_headers_and_slow_bodies_are_cut_off(make_server) -> None:
 
 def test_shutdown_with_slow_uploads_fits_its_timeout_and_answers_503(make_server) -> None:
     """Defect 10: exit took 13.2 s against VIGIL_SHUTDOWN_TIMEOUT_S=8, and the uploads got 500."""
-    server = make_server({"VIGIL_SHUTDOWN_TIMEOUT_S": "4", "VIGIL_BATCH_WAIT_MS": "1000"}).start()
+    server = make_server({"VIGIL_SHUTDOWN_TIMEOUT_S": "6", "VIGIL_BATCH_WAIT_MS": "1000"}).start()
     uploads = [raw_request(server.port, SLOW_UPLOAD) for _ in range(5)]
     stored: list[int] = []
     sender = threading.Thread(target=lambda: stored.append(server.post(gauge_request(9)).status_code))
@@ -154,7 +154,7 @@ def test_shutdown_with_slow_uploads_fits_its_timeout_and_answers_503(make_server
     time.sleep(0.5)  # the normal request waits in its batch; the uploads wait for their bodies
     took = server.stop(signal.SIGTERM)
     sender.join(10)
-    assert took < 4
+    assert took < 6
     assert server.proc.returncode == 0
     for upload in uploads:
         answer = read_answer(upload)

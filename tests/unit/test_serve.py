@@ -27,3 +27,15 @@ def test_a_refusal_written_before_any_request_is_a_whole_http_answer() -> None:
     assert b"Retry-After: 1" in head and b"Connection: close" in head
     assert f"Content-Length: {len(body)}".encode() in head
     assert b'"code": 14' in body
+
+
+def test_time_left_reads_the_deadline_the_server_set() -> None:
+    import time
+    from types import SimpleNamespace
+
+    from vigil import lifecycle
+
+    assert lifecycle.time_left(SimpleNamespace(), default=8.0) == 8.0
+    state = SimpleNamespace(shutdown_deadline=time.monotonic() + 3.0)
+    assert 2.0 < lifecycle.time_left(state, default=8.0) <= 3.0
+    assert lifecycle.time_left(SimpleNamespace(shutdown_deadline=time.monotonic() - 1.0), default=8.0) == 0.0
