@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -27,10 +28,37 @@ def media_type(content_type: str | None) -> str:
     raise UnsupportedMediaType(f"Content-Type {content_type or '(none)'!r} is not supported; send {PROTOBUF} or {JSON}")
 
 
-def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+# The inflater is fed at most this much input per call. A new member starts with a small
+# chunk that doubles while the member goes on: what zlib copies into `unused_data` at a
+# member's end is then at most twice what that member consumed, so the work stays linear
+# in the body however many members it holds.
+FIRST_CHUNK = 64
+MAX_CHUNK = 64 * 1024
+MAX_MEMBERS = 64
+
+
+@dataclass
+class InflateWork:
+    """What one decompression cost: zlib calls, bytes handed to zlib, bytes produced."""
+
+    calls: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    members: int = 0
+
+
+def decompress(
+    body: bytes,
+    content_encoding: str | None,
+    max_bytes: int,
+    max_members: int = MAX_MEMBERS,
+    work: InflateWork | None = None,
+) -> bytes:
     """Undo `Content-Encoding`, refusing to inflate past `max_bytes` (a zip bomb stops early).
 
-    A gzip body may hold several members one after another (RFC 1952); all are inflated.
+    A gzip body may hold several members one after another (RFC 1952); up to `max_members`
+    are inflated. The work is linear in `len(body) + max_bytes`: input is fed from a
+    memoryview in bounded chunks, so leftovers are never copied wholesale.
     """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -38,21 +66,46 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     if encoding not in ("gzip", "deflate"):
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip or identity")
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    work = work if work is not None else InflateWork()
+    view = memoryview(body)
     out = bytearray()
-    rest = body
+    pos = 0
     while True:
-        inflater = zlib.decompressobj(wbits)
+        work.members += 1
+        if work.members > max_members:
+            raise PayloadTooLarge(f"gzip body has more than {max_members} members; send one gzip stream")
+        pos = _inflate_member(view, pos, wbits, encoding, out, max_bytes, work)
+        if encoding != "gzip" or pos >= len(view):
+            return bytes(out)
+
+
+def _inflate_member(
+    view: memoryview, pos: int, wbits: int, encoding: str, out: bytearray, max_bytes: int, work: InflateWork
+) -> int:
+    """Inflate the member starting at `view[pos]` into `out`; return where the next one starts."""
+    inflater = zlib.decompressobj(wbits)
+    chunk_size = FIRST_CHUNK
+    while not inflater.eof:
+        if pos >= len(view):
+            raise MalformedPayload(f"body is truncated {encoding} data")
+        chunk = view[pos : pos + chunk_size]
+        room = max_bytes + 1 - len(out)
         try:
-            out += inflater.decompress(rest, max_bytes + 1 - len(out))
+            data = inflater.decompress(chunk, room)
         except zlib.error as exc:
             raise MalformedPayload(f"body is not valid {encoding}: {exc}") from None
-        if len(out) > max_bytes or inflater.unconsumed_tail:
+        work.calls += 1
+        work.bytes_in += len(chunk)
+        work.bytes_out += len(data)
+        out += data
+        if len(out) > max_bytes:
             raise PayloadTooLarge(f"decompressed body exceeds the limit of {max_bytes} bytes")
-        if not inflater.eof:
-            raise MalformedPayload(f"body is truncated {encoding} data")
-        rest = inflater.unused_data
-        if encoding != "gzip" or not rest:
-            return bytes(out)
+        consumed = len(chunk) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
+        if not consumed and not data and not inflater.eof:
+            raise MalformedPayload(f"body is not valid {encoding}: the inflater made no progress")
+        pos += consumed
+        chunk_size = min(chunk_size * 2, MAX_CHUNK)
+    return pos
 
 
 def _hex_ids_to_base64(doc: Any) -> None:
@@ -75,6 +128,12 @@ def _hex_ids_to_base64(doc: Any) -> None:
                                         raise MalformedPayload(f"exemplar {key} {value!r} is not hex") from None
 
 
+def _short(exc: Exception, limit: int = 300) -> str:
+    """An error's text, cut: some quote the offending input, which may be megabytes long."""
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def parse(body: bytes, media: str) -> ExportMetricsServiceRequest:
     request = ExportMetricsServiceRequest()
     if media == PROTOBUF:
@@ -85,13 +144,17 @@ def parse(body: bytes, media: str) -> ExportMetricsServiceRequest:
         return request
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedPayload("body is not valid OTLP/JSON: it is nested too deeply") from None
+    except ValueError as exc:  # also JSONDecodeError, UnicodeDecodeError and a number past int's digit limit
+        raise MalformedPayload(f"body is not valid JSON: {_short(exc)}") from None
     if not isinstance(doc, dict):
         raise MalformedPayload("OTLP/JSON body must be an object with resourceMetrics")
     try:
         _hex_ids_to_base64(doc)
         json_format.ParseDict(doc, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, AttributeError, TypeError, binascii.Error) as exc:
-        raise MalformedPayload(f"body is not a valid OTLP/JSON ExportMetricsServiceRequest: {exc}") from None
+    except RecursionError:
+        raise MalformedPayload("body is not valid OTLP/JSON: it is nested too deeply") from None
+    except (json_format.ParseError, AttributeError, TypeError, ValueError, binascii.Error) as exc:
+        raise MalformedPayload(f"body is not a valid OTLP/JSON ExportMetricsServiceRequest: {_short(exc)}") from None
     return request

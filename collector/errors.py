@@ -42,3 +42,15 @@ class StoreUnavailable(IngestError):
     def __init__(self, message: str, retry_after: float = 2.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RequestTimeout(IngestError):
+    """The client sent its body too slowly; nothing was read into the queue."""
+
+    status = 408
+
+
+class InternalError(IngestError):
+    """A fault of ours, not of the request: answered like every refusal, with a Status body."""
+
+    status = 500

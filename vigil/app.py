@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 import vigil
 from collector.plugin import CollectorService
+from vigil import lifecycle
 from vigil.health import ChildState, HealthMonitor
 from vigil.kernel import RunPlan, Service, ServiceContext, ServiceFactory
 from vigil.settings import Settings
@@ -61,11 +62,13 @@ def create_app(
         finally:
             ready = False
             await run_in_threadpool(monitor.close)
-            deadline = time.monotonic() + settings.shutdown_timeout_s
+            # the server set how long the whole shutdown may still take; services share what is left
+            deadline = time.monotonic() + lifecycle.time_left(app.state, settings.shutdown_timeout_s)
             for service in reversed(started):
                 await run_in_threadpool(service.close, max(0.0, deadline - time.monotonic()))
 
     app = FastAPI(title="Vigil", version=vigil.__version__, lifespan=lifespan)
+    app.state.registry = registry  # the HTTP server adds its connection metrics here
     for service in built:
         for router in service.routers:
             app.include_router(router)

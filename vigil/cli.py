@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import secrets
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gpu_agent import cli as agent_cli
-from vigil import logs
+from vigil import logs, tsv
 from vigil.errors import CliError
 from vigil.kernel import AgentPlan, Feature, RunPlan, WorkloadPlan, parse_label
 from vigil.logs import event
@@ -104,9 +103,8 @@ def build_plan(args: argparse.Namespace, settings: Settings) -> RunPlan:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from vigil.app import create_app
+    from vigil.serve import serve
 
     settings = load_settings(data=args.data, port=args.port, host=args.host)
     if not settings.control_token:  # one per run, handed to the workload and the runbook engine
@@ -129,20 +127,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             children=",".join(s.name for s in specs) or "none",
             ports=",".join(f"{k}:{v}" for k, v in plan.ports.items()),
         )
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        )
-        server = uvicorn.Server(config)
-        # uvicorn drains on SIGTERM, restores the previous handler, then re-raises the signal;
-        # a no-op handler here lets the `finally` below close children and the store, exit 0.
-        signal.signal(signal.SIGTERM, lambda *_: None)
-        server.run()
-        return 0 if server.started else 1
+        return 0 if serve(app, settings, app.state.registry) else 1
     finally:
         if supervisor:
             supervisor.stop()
@@ -183,9 +168,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([list(row) for row in result.result_rows], default=str))
         return 0
-    print("\t".join(result.column_names))
+    print(tsv.row(result.column_names))
     for row in result.result_rows:
-        print("\t".join(str(v) for v in row))
+        print(tsv.row(row))
     return 0
 
 

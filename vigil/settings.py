@@ -61,7 +61,28 @@ class Settings(BaseSettings):
         10, ge=0, description="Furthest datapoint timestamp accepted, in minutes after now."
     )
     idempotency_window_hours: int = Field(24, ge=1, description="How long a request's idempotency key is remembered.")
-    shutdown_timeout_s: float = Field(8.0, gt=0, description="Grace for in-flight requests on SIGTERM.")
+    shutdown_timeout_s: float = Field(
+        8.0,
+        gt=0,
+        description="Grace on SIGTERM: in-flight requests drain (slow uploads get 503), then the collector's queue.",
+    )
+    max_gzip_members: int = Field(
+        64, ge=1, description="Most gzip members (streams one after another) in one request body."
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="Open HTTP connections; past it a new one gets 503 and is closed. "
+        "Held below half the file-descriptor limit, so the store always has descriptors.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Longest a connection may take to send a request's headers, idle ones included."
+    )
+    body_timeout_s: float = Field(60.0, gt=0, description="Longest an ingest request may take to send its body (408).")
+    log_repeat_limit: int = Field(
+        10, ge=1, description="Warnings and errors with the same message logged per interval; the rest are counted."
+    )
+    log_repeat_interval_s: float = Field(60.0, gt=0, description="The interval of `VIGIL_LOG_REPEAT_LIMIT`.")
 
     @field_validator("ingest_tokens", mode="before")
     @classmethod

@@ -103,3 +103,58 @@ def test_json_with_hex_exemplar_ids_and_unknown_fields() -> None:
 def test_malformed_json(body: bytes) -> None:
     with pytest.raises(MalformedPayload):
         decode.parse(body, decode.JSON)
+
+
+def test_many_gzip_members_cost_linear_work() -> None:
+    """The landed decoder copied the rest of the body at every member: O(members x body)."""
+    costs = []
+    for members in (1_000, 8_000):
+        body = gzip.compress(b"") * members
+        work = decode.InflateWork()
+        assert decode.decompress(body, "gzip", 1 << 20, max_members=members, work=work) == b""
+        assert work.members == members
+        assert work.calls <= 2 * members
+        assert work.bytes_in <= 3 * len(body) + decode.FIRST_CHUNK * members
+        costs.append(work.bytes_in / len(body))
+    assert costs[1] <= costs[0] * 1.1  # bytes handed to zlib per body byte do not grow with the body
+
+
+def test_one_large_member_is_fed_in_bounded_chunks() -> None:
+    raw = bytes(range(256)) * 40_000  # 10 MB that compresses poorly enough to need many chunks
+    body = gzip.compress(raw, compresslevel=1)
+    work = decode.InflateWork()
+    assert decode.decompress(body, "gzip", 16 << 20, work=work) == raw
+    assert work.bytes_in <= 2 * len(body) + decode.MAX_CHUNK
+    assert work.calls <= len(body) // decode.MAX_CHUNK + 16
+
+
+def test_gzip_members_past_the_cap_are_refused() -> None:
+    body = gzip.compress(b"") * 100_000
+    work = decode.InflateWork()
+    with pytest.raises(PayloadTooLarge, match="more than 64 members"):
+        decode.decompress(body, "gzip", 16 << 20, work=work)
+    assert work.members == 65 and work.calls <= 65
+    assert decode.decompress(gzip.compress(b"a") * 3, "gzip", 1 << 20, max_members=3) == b"aaa"
+
+
+def test_garbage_after_a_gzip_member_is_malformed() -> None:
+    with pytest.raises(MalformedPayload, match="gzip"):
+        decode.decompress(gzip.compress(b"ok") + b"\x00junk", "gzip", 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"resourceMetrics": [' * 50_000 + b"]}" * 50_000, "nested too deeply"),
+        (b'{"resourceMetrics": ' + b"1" * 100_001 + b"}", "digits"),
+        (
+            b'{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","gauge":{"dataPoints":'
+            b'[{"asInt":"' + b"9" * 100_001 + b'"}]}}]}]}]}',
+            "ExportMetricsServiceRequest",
+        ),
+    ],
+)
+def test_json_too_deep_or_too_long_a_number_is_malformed(body: bytes, message: str) -> None:
+    with pytest.raises(MalformedPayload, match=message):
+        decode.parse(body, decode.JSON)
