@@ -59,7 +59,7 @@ def test_a_bad_content_length_is_refused() -> None:
 
 
 def test_the_default_cap_fits_a_full_context_prompt_escaped_at_worst() -> None:
-    assert MODEL_CONTEXT == ModelConfig.max_model_len
+    assert ModelConfig.max_model_len == MODEL_CONTEXT
     worst = len(json.dumps({"prompt": "\x01" * MODEL_CONTEXT, "max_tokens": 1, "temperature": 0.7, "seed": 1}))
     assert worst <= WorkloadSettings().max_body_bytes == body_limit_for(MODEL_CONTEXT) < 64 * 1024
 
