@@ -10,18 +10,31 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from workload.engine import FAULT_KINDS, Engine, EngineUnavailable, Failed, Finished, Token
+from workload.engine import Engine, Failed, Finished, Token
+from workload.errors import (
+    EngineDead,
+    EngineRestarting,
+    EngineUnavailable,
+    Failure,
+    Overloaded,
+    RestartFailed,
+    WorkloadError,
+)
+from workload.faults import FaultKind
+from workload.guards import BodyLimit, ClientGone, body_limit_for, disconnected, unless_gone
 from workload.model import ByteTokenizer
+from workload.schemas import CompletionRequest, ConfigPatch, FaultRequest, RestartRequest, ShedRequest
+
+CLIENT_CLOSED = 499  # nginx's code for a client that went away; nobody reads it, the access log might
 
 
 class ApiError(Exception):
@@ -37,80 +50,37 @@ class ApiError(Exception):
         self.status, self.kind, self.param, self.retry_after = status, kind, param, retry_after
 
 
+# The one place the core's typed errors become HTTP answers.
+_ERROR_STATUS: tuple[tuple[type[WorkloadError], int, str], ...] = (
+    (Overloaded, 429, "rate_limit_error"),
+    (EngineRestarting, 503, "server_error"),
+    (EngineDead, 503, "server_error"),
+    (EngineUnavailable, 503, "server_error"),
+    (RestartFailed, 500, "server_error"),
+)
+_FAILURE_STATUS: dict[Failure, int] = {
+    Failure.DOES_NOT_FIT: 400,
+    Failure.INJECTED: 500,
+    Failure.ENGINE_ERROR: 500,
+    Failure.RESTARTED: 503,
+}
+
+
+def api_error(error: WorkloadError) -> ApiError:
+    status, kind = next(((s, k) for cls, s, k in _ERROR_STATUS if isinstance(error, cls)), (500, "server_error"))
+    retry_after = error.retry_after if isinstance(error, EngineUnavailable) else None
+    return ApiError(status, str(error), kind=kind, retry_after=retry_after)
+
+
+def failure_error(failed: Failed) -> ApiError:
+    status = _FAILURE_STATUS[failed.cause]
+    return ApiError(status, failed.message, kind="server_error" if status >= 500 else "invalid_request_error")
+
+
 def error_response(error: ApiError) -> JSONResponse:
     headers = {"Retry-After": str(max(1, round(error.retry_after)))} if error.retry_after else None
     body = {"error": {"message": str(error), "type": error.kind, "param": error.param, "code": error.status}}
     return JSONResponse(body, status_code=error.status, headers=headers)
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use (top_p, user, ...)
-
-    model: str | None = None
-    prompt: str | list[str]
-    max_tokens: int = Field(16, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="one completion per request")
-    ignore_eos: bool = False
-
-    @model_validator(mode="after")
-    def _one_prompt(self) -> CompletionRequest:
-        if isinstance(self.prompt, list) and len(self.prompt) != 1:
-            raise ValueError("send exactly one prompt per request")
-        return self
-
-    @property
-    def text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
-
-
-MAX_BLOCKS = 65_536  # a million tokens of KV cache: far more than this model needs, far less than a crash
-
-
-class ConfigPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_num_seqs: int | None = Field(None, ge=1, le=1024)
-    max_num_batched_tokens: int | None = Field(None, ge=16, le=65536)
-    num_blocks: int | None = Field(None, ge=8, le=MAX_BLOCKS)
-
-
-class ShedRequest(BaseModel):
-    fraction: float = Field(..., ge=0.0, le=1.0)
-
-
-class RestartRequest(BaseModel):
-    drain_timeout_s: float = Field(10.0, ge=0.0, le=300.0)
-
-
-class FaultRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["latency", "errors", "stall", "kv_pressure", "crash"]
-    duration_s: float | None = Field(None, gt=0.0, le=86_400.0)
-    delay_ms: float | None = Field(None, gt=0.0, le=60_000.0)
-    rate: float | None = Field(None, gt=0.0, le=1.0)
-    fraction: float | None = Field(None, gt=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _params_fit_kind(self) -> FaultRequest:
-        needs = {"latency": "delay_ms", "errors": "rate"}
-        allowed = {"latency": {"delay_ms"}, "errors": {"rate"}, "kv_pressure": {"fraction"}}
-        given = {k for k in ("delay_ms", "rate", "fraction") if getattr(self, k) is not None}
-        if self.kind in needs and needs[self.kind] not in given:
-            raise ValueError(f"fault {self.kind!r} needs {needs[self.kind]}")
-        extra = given - allowed.get(self.kind, set())
-        if extra:
-            raise ValueError(f"fault {self.kind!r} takes no {', '.join(sorted(extra))}")
-        return self
-
-    def params(self) -> dict[str, float]:
-        return {k: float(v) for k in ("delay_ms", "rate", "fraction") if (v := getattr(self, k)) is not None}
 
 
 class Shedder:
@@ -122,7 +92,10 @@ class Shedder:
         return self.fraction > 0 and self._rng.random() < self.fraction
 
 
-def create_app(engine: Engine, registry: CollectorRegistry, control_token: str | None) -> FastAPI:
+def create_app(
+    engine: Engine, registry: CollectorRegistry, control_token: str | None, max_body_bytes: int | None = None
+) -> FastAPI:
+    """The workload's app. Bodies over `max_body_bytes` (default: what the model's context can use) get 413."""
     tokenizer = ByteTokenizer()
     model_name = engine.model.cfg.name
     max_len = engine.model.cfg.max_model_len
@@ -131,10 +104,15 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
 
     app = FastAPI(title="Vigil reference workload", version="0.1.0")
     app.state.engine = engine
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes or body_limit_for(max_len))
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(WorkloadError)
+    async def _workload_error(_: Request, exc: WorkloadError) -> JSONResponse:
+        return error_response(api_error(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -144,7 +122,8 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(ApiError(exc.status_code, str(exc.detail), kind="not_found_error"))
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return error_response(ApiError(exc.status_code, str(exc.detail), kind=kind))
 
     def require_control(request: Request) -> None:
         if token_digest is None:
@@ -198,36 +177,33 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
             seed=body.seed,
             sink=lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev),
         )
-        try:
-            engine.submit(seq)
-        except EngineUnavailable as exc:
-            kind = "rate_limit_error" if exc.status == 429 else "server_error"
-            raise ApiError(exc.status, str(exc), kind=kind, retry_after=exc.retry_after) from None
+        engine.submit(seq)  # a refusal is a typed error, answered by the handler above
         request_id = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
+        # The body is read: the next ASGI message is the disconnect, if the client leaves
+        gone = asyncio.ensure_future(disconnected(request.receive))
         try:
-            first = await events.get()
+            first = await unless_gone(events.get(), gone)
+            if isinstance(first, Failed):
+                raise failure_error(first)
+            if body.stream:
+                gone.cancel()  # StreamingResponse watches for the disconnect itself
+                include_usage = bool(body.stream_options and body.stream_options.include_usage)
+                return StreamingResponse(
+                    _stream(engine, seq, events, first, request_id, created, model_name, include_usage),
+                    media_type="text/event-stream",
+                )
+            text, event = await unless_gone(_collect(events, first), gone)
+        except ClientGone:
+            engine.abort(seq)  # as vLLM does: nobody will read the answer, so stop computing it
+            return Response(status_code=CLIENT_CLOSED)
         except asyncio.CancelledError:
             engine.abort(seq)
             raise
-        if isinstance(first, Failed):
-            raise ApiError(first.status, first.message, kind=_error_kind(first.status))
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(
-                _stream(engine, seq, events, first, request_id, created, model_name, include_usage),
-                media_type="text/event-stream",
-            )
-        text, event = "", first
-        try:
-            while not isinstance(event, (Finished, Failed)):
-                text += event.text
-                event = await events.get()
-        except asyncio.CancelledError:
-            engine.abort(seq)
-            raise
+        finally:
+            gone.cancel()
         if isinstance(event, Failed):
-            raise ApiError(event.status, event.message, kind=_error_kind(event.status))
+            raise failure_error(event)
         return JSONResponse(
             {
                 "id": request_id,
@@ -288,27 +264,27 @@ def create_app(engine: Engine, registry: CollectorRegistry, control_token: str |
 
     @app.get("/control/fault", dependencies=[control])
     async def list_faults() -> dict[str, Any]:
-        return {"faults": engine.faults(), "kinds": list(FAULT_KINDS)}
+        return {"faults": engine.faults(), "kinds": [k.value for k in FaultKind]}
 
     @app.delete("/control/fault", dependencies=[control])
-    async def clear(kind: str | None = None) -> dict[str, Any]:
-        if kind is not None and kind not in FAULT_KINDS:
-            raise ApiError(400, f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}", param="kind")
+    async def clear(kind: FaultKind | None = None) -> dict[str, Any]:
         engine.clear_faults(kind)
         return {"faults": engine.faults()}
 
     return app
 
 
-def _error_kind(status: int) -> str:
-    return "server_error" if status >= 500 else "invalid_request_error"
-
-
 async def _restart(engine: Engine, drain_timeout_s: float, num_blocks: int | None = None) -> dict[str, Any]:
-    try:
-        return await run_in_threadpool(engine.restart, drain_timeout_s, num_blocks)
-    except EngineUnavailable as exc:
-        raise ApiError(exc.status, str(exc), kind="server_error") from None
+    return await run_in_threadpool(engine.restart, drain_timeout_s, num_blocks)
+
+
+async def _collect(events: asyncio.Queue[Any], first: Any) -> tuple[str, Finished | Failed]:
+    """A non-streaming answer: the text of every token until the sequence finishes or fails."""
+    text, event = "", first
+    while not isinstance(event, (Finished, Failed)):
+        text += event.text
+        event = await events.get()
+    return text, event
 
 
 def _usage(done: Finished) -> dict[str, int]:
@@ -355,7 +331,8 @@ async def _stream(
                 break
             elif isinstance(event, Failed):
                 finished = True
-                error = {"message": event.message, "type": "server_error", "code": event.status}
+                failure = failure_error(event)
+                error = {"message": str(failure), "type": failure.kind, "code": failure.status}
                 yield f"data: {json.dumps({'error': error})}\n\n".encode()
                 break
             event = await events.get()

@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from vigil.errors import CliError
+from vigil.flags import add_flags, settings_from
 from vigil.kernel import ChildSpec, RunPlan
 from vigil.logs import event
 from vigil.settings import Settings
+from workload.settings import WorkloadSettings
 
 NAME = "workload"
 DEMO_RATE = 2.0  # requests/s `vigil up` sends the workload so a first start shows a live fleet
@@ -27,19 +29,13 @@ log = logging.getLogger("workload")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    wl = sub.add_parser("workload", help="run the reference inference server (continuous batching, vLLM metrics)")
-    wl.add_argument("--port", type=int, default=8000, help="listen port (default 8000)")
-    wl.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    wl.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
-    wl.add_argument("--max-num-seqs", type=int, default=32, help="most sequences in one batch (default 32)")
-    wl.add_argument("--max-num-batched-tokens", type=int, default=2048, help="most tokens in one step")
-    wl.add_argument("--num-blocks", type=int, default=512, help="KV-cache blocks of 16 tokens (default 512)")
-    wl.add_argument("--max-waiting", type=int, default=256, help="queued requests before answering 429")
-    wl.add_argument("--stall-after", type=float, default=5.0, help="seconds without progress before /health fails")
-    wl.add_argument(
-        "--threads", type=int, default=1, help="intra-op threads of the model (default 1; more was slower on 2 cores)"
+    wl = sub.add_parser(
+        "workload",
+        help="run the reference inference server (continuous batching, vLLM metrics)",
+        description="Run the reference inference server. Every flag can also be set by its VIGIL_WORKLOAD_* "
+        "variable; a flag wins over the environment.",
     )
-    wl.add_argument("--demo-rate", type=float, default=0.0, help="requests/s of built-in demo traffic (default 0)")
+    add_flags(wl, WorkloadSettings)
     wl.set_defaults(func=cmd_workload)
 
     lg = sub.add_parser("loadgen", help="benchmark an OpenAI-compatible completions server like vLLM's bench")
@@ -83,36 +79,21 @@ def cmd_workload(args: argparse.Namespace) -> int:
     import uvicorn
     from prometheus_client import CollectorRegistry
 
-    from workload.api import MAX_BLOCKS, create_app
+    from workload.api import create_app
     from workload.engine import Engine, EngineConfig, load_model
     from workload.metrics import WorkloadMetrics
     from workload.model import ModelConfig, pick_device
 
+    wl = settings_from(args, WorkloadSettings)
     settings = Settings()
     token = settings.control_token or None
-    if token is None and not _is_loopback(args.host):
+    if token is None and not _is_loopback(wl.host):
         raise CliError(
-            f"--host {args.host}: without VIGIL_CONTROL_TOKEN the control API would be open to the "
+            f"--host {wl.host}: without VIGIL_CONTROL_TOKEN the control API would be open to the "
             "network; set a token or listen on 127.0.0.1"
         )
-    for flag, value in (
-        ("--max-num-seqs", args.max_num_seqs),
-        ("--num-blocks", args.num_blocks),
-        ("--max-num-batched-tokens", args.max_num_batched_tokens),
-        ("--max-waiting", args.max_waiting),
-        ("--threads", args.threads),
-    ):
-        if value < 1:
-            raise CliError(f"{flag} must be at least 1, got {value}")
-    if args.num_blocks > MAX_BLOCKS:
-        raise CliError(f"--num-blocks {args.num_blocks}: at most {MAX_BLOCKS} (a million tokens of KV cache)")
-    if args.max_num_batched_tokens < ModelConfig.max_model_len:
-        raise CliError(
-            f"--max-num-batched-tokens must be at least the model's context ({ModelConfig.max_model_len}): "
-            "prompts are prefilled in one step"
-        )
     try:
-        device = pick_device(args.device)
+        device = pick_device(wl.device)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     torch.set_grad_enabled(False)
@@ -124,35 +105,36 @@ def cmd_workload(args: argparse.Namespace) -> int:
     engine = Engine(
         model,
         EngineConfig(
-            max_num_seqs=args.max_num_seqs,
-            max_num_batched_tokens=args.max_num_batched_tokens,
-            num_blocks=args.num_blocks,
-            max_waiting=args.max_waiting,
-            stall_after_s=args.stall_after,
-            torch_threads=args.threads,
+            max_num_seqs=wl.max_num_seqs,
+            max_num_batched_tokens=wl.max_num_batched_tokens,
+            num_blocks=wl.num_blocks,
+            max_waiting=wl.max_waiting,
+            stall_after_s=wl.stall_after,
+            torch_threads=wl.threads,
         ),
         metrics,
         device,
     )
     engine.start()
-    app = create_app(engine, registry, token)
-    if args.demo_rate > 0:
-        app.router.lifespan_context = _demo_traffic(f"http://127.0.0.1:{args.port}", args.demo_rate)
+    app = create_app(engine, registry, token, wl.max_body_bytes)
+    if wl.demo_rate > 0:
+        app.router.lifespan_context = _demo_traffic(f"http://127.0.0.1:{wl.port}", wl.demo_rate)
     event(
         log,
         "workload_up",
-        url=f"http://{args.host}:{args.port}",
+        url=f"http://{wl.host}:{wl.port}",
         device=device,
         model=model_config.name,
         parameters=model.num_parameters,
         kv_cache_mb=round(engine.state.cache.bytes / 2**20, 1),
         control="token" if token else "loopback-only",
-        demo_rate=args.demo_rate,
+        demo_rate=wl.demo_rate,
+        max_body_bytes=wl.max_body_bytes,
     )
     # uvicorn drains on SIGTERM, then re-raises it; a no-op handler lets us stop the engine and exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)).run()
+        uvicorn.Server(uvicorn.Config(app, host=wl.host, port=wl.port, log_config=None, access_log=False)).run()
     finally:
         engine.stop()
     return 0

@@ -3,8 +3,12 @@
 One thread runs the loop. Requests arrive through `submit` (any thread) into an inbox the loop
 drains at the start of each step, so a request joins the batch at the next step. Each sequence
 has a `sink` callable that receives its events (`Token`, `Finished`, `Failed`) from the loop
-thread; the HTTP layer turns them into responses. Faults for drills (latency, errors, stall,
-kv_pressure, crash) are applied at step boundaries.
+thread; the HTTP layer turns them into responses. Faults for drills (`FaultKind`) are applied at
+step boundaries.
+
+A step that raises an unexpected error fails the requests in its batch, and the engine rebuilds
+its state after a backoff and goes on with the requests still waiting. The crash fault is the
+exception: it stays down until something calls `restart`, because drills and runbooks expect it to.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import torch
 
 from vigil.logs import event
 from workload.blocks import BlockManager
+from workload.errors import EngineDead, EngineRestarting, Failure, Overloaded, RestartFailed
+from workload.faults import Fault, FaultKind
 from workload.metrics import WorkloadMetrics
 from workload.model import EOS, KVCache, ModelConfig, StepBatch, TinyLM, sample
 from workload.scheduler import Scheduler, SchedulerConfig, ScheduleResult, StaticScheduler
@@ -30,7 +36,7 @@ from workload.sequence import FinishReason, Sequence, Status
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("latency", "errors", "stall", "kv_pressure", "crash")
+RECOVERY_BACKOFF_S = (0.5, 30.0)  # first and longest wait before rebuilding after a failed step
 
 
 @dataclass
@@ -70,16 +76,7 @@ class Finished:
 @dataclass(frozen=True)
 class Failed:
     message: str
-    status: int = 500
-
-
-class EngineUnavailable(Exception):
-    """The engine cannot take the request now; `status` is the HTTP answer (429 or 503)."""
-
-    def __init__(self, message: str, status: int, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
+    cause: Failure = Failure.ENGINE_ERROR
 
 
 class SimulatedCrash(RuntimeError):
@@ -87,17 +84,11 @@ class SimulatedCrash(RuntimeError):
 
 
 @dataclass
-class Fault:
-    kind: str
-    params: dict[str, float]
-    until: float | None  # monotonic deadline; None until cleared
+class Recovery:
+    """The engine is waiting out its backoff after a failed step, to rebuild and go on."""
 
-    def public(self, now: float) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            **self.params,
-            "remaining_s": None if self.until is None else round(max(0.0, self.until - now), 3),
-        }
+    error: str
+    rebuild_at: float  # monotonic
 
 
 @dataclass
@@ -127,13 +118,15 @@ class Engine:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._inbox: list[Sequence] = []
-        self._faults: dict[str, Fault] = {}
+        self._faults: dict[FaultKind, Fault] = {}
         self._rng = random.Random()
         self._accepting = True
         self._stop = False
         self._dead: str | None = None
         self._thread: threading.Thread | None = None
-        self._interrupt = threading.Event()  # wakes an injected-latency sleep when the loop must stop
+        self._recovery: Recovery | None = None
+        self._failed_steps = 0  # in a row: sets the backoff
+        self.recoveries = 0  # automatic restarts since this process started
         self._restarting = threading.Lock()  # one restart at a time
         self._withheld_fraction = 0.0  # the kv_pressure fault's share; the loop thread applies it
         self._last_progress = clock()
@@ -149,8 +142,9 @@ class Engine:
 
     def start(self) -> None:
         self._stop = False
-        self._interrupt.clear()
         self._dead = None
+        self._recovery = None
+        self._failed_steps = 0
         self._last_progress = self.clock()
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
         self._thread.start()
@@ -160,7 +154,6 @@ class Engine:
         with self._wake:
             self._stop = True
             self._wake.notify_all()
-        self._interrupt.set()
         if self._thread:
             self._thread.join(30)
             if self._thread.is_alive():
@@ -174,13 +167,11 @@ class Engine:
     def submit(self, seq: Sequence) -> None:
         with self._wake:
             if self._dead:
-                raise EngineUnavailable(f"engine is dead: {self._dead}; restart it with POST /control/restart", 503)
+                raise EngineDead(f"engine is dead: {self._dead}; restart it with POST /control/restart")
             if not self._accepting:
-                raise EngineUnavailable("engine is restarting; retry shortly", 503, retry_after=2.0)
+                raise EngineRestarting("engine is restarting; retry shortly", retry_after=2.0)
             if len(self._inbox) + len(self.state.scheduler.waiting) >= self.config.max_waiting:
-                raise EngineUnavailable(
-                    f"overloaded: {self.config.max_waiting} requests already waiting; retry later", 429
-                )
+                raise Overloaded(f"overloaded: {self.config.max_waiting} requests already waiting; retry later")
             if not self.state.scheduler.has_work and not self._inbox:
                 self._last_progress = self.clock()  # idle until now: the stall clock starts here
             self._inbox.append(seq)
@@ -197,30 +188,96 @@ class Engine:
         # model, several intra-op threads called from a non-main thread cost more than they give
         # (measured: 16x256 @ 256x512 took 54 us on one thread, 118-154 us on two).
         torch.set_num_threads(self.config.torch_threads)
-        try:
-            while True:
-                with self._wake:
-                    if self._stop:
-                        return
-                    self._expire_faults()
-                    if "crash" in self._faults:
-                        raise SimulatedCrash("CUDA error: out of memory (simulated by the crash fault)")
-                    blocks = self.state.blocks  # block accounting changes only on this thread
-                    blocks.withhold(int(blocks.num_blocks * self._withheld_fraction))
-                    if "stall" in self._faults:  # the scheduler makes no progress; HTTP still answers
-                        self._publish_gauges()
-                        self._wake.wait(0.05)
-                        continue
-                    for seq in self._inbox:
-                        self.state.scheduler.add(seq)
-                    self._inbox.clear()
-                    if not self.state.scheduler.has_work:
-                        self._publish_gauges()
-                        self._wake.wait(0.5)
-                        continue
-                self.step()
-        except Exception as exc:  # the engine died: fail everything in flight, report it
-            self._die(exc)
+        while True:
+            try:
+                if self._recovery is not None and not self._rebuild_after_backoff():
+                    return  # stopped while waiting
+                self._serve()
+                return
+            except SimulatedCrash as exc:  # drills expect the crash fault to stay down until a restart
+                self._die(exc)
+                return
+            except Exception as exc:  # one step failed: fail its batch, rebuild after a backoff, go on
+                try:
+                    self._step_failed(exc)
+                except Exception as worse:
+                    self._die(worse)
+                    return
+
+    def _serve(self) -> None:
+        """Run steps until stopped; an exception from a step leaves through here."""
+        while True:
+            with self._wake:
+                if self._stop:
+                    return
+                self._expire_faults()
+                if FaultKind.CRASH in self._faults:
+                    raise SimulatedCrash("CUDA error: out of memory (simulated by the crash fault)")
+                blocks = self.state.blocks  # block accounting changes only on this thread
+                blocks.withhold(int(blocks.num_blocks * self._withheld_fraction))
+                if FaultKind.STALL in self._faults:  # the scheduler makes no progress; HTTP still answers
+                    self._publish_gauges()
+                    self._wake.wait(0.05)
+                    continue
+                for seq in self._inbox:
+                    self.state.scheduler.add(seq)
+                self._inbox.clear()
+                if not self.state.scheduler.has_work:
+                    self._publish_gauges()
+                    self._wake.wait(0.5)
+                    continue
+            self.step()
+            self._failed_steps = 0
+
+    def _step_failed(self, exc: Exception) -> None:
+        """Fail the sequences of the failed step's batch (the running ones); keep the waiting ones."""
+        error = f"{type(exc).__name__}: {exc}"
+        with self._wake:
+            batch = [s for s in self.state.scheduler.running if s.status is Status.RUNNING]
+            for seq in batch:  # the old state is thrown away, so its blocks need not be freed
+                seq.status, seq.finish_reason = Status.FINISHED, FinishReason.ERROR
+            self.state.scheduler.running.clear()
+            self._failed_steps += 1
+            backoff = min(RECOVERY_BACKOFF_S[1], RECOVERY_BACKOFF_S[0] * 2 ** (self._failed_steps - 1))
+            self._recovery = Recovery(error, self.clock() + backoff)
+        self.metrics.engine_restarts["error"].inc()
+        self.metrics.engine_alive.set(0)
+        event(
+            log,
+            "engine_step_failed",
+            level=logging.ERROR,
+            error=error,
+            failed_requests=len(batch),
+            rebuild_in_s=backoff,
+            failed_in_a_row=self._failed_steps,
+        )
+        for seq in batch:
+            self.metrics.success["error"].inc()
+            self._fail(seq, f"engine error: {error}; the engine restarts itself", Failure.ENGINE_ERROR)
+
+    def _rebuild_after_backoff(self) -> bool:
+        """Wait out the backoff, then take a fresh state carrying the waiting sequences. False if stopped."""
+        with self._wake:
+            while not self._stop and self._recovery and (left := self._recovery.rebuild_at - self.clock()) > 0:
+                self._wake.wait(left)
+            if self._stop:
+                return False
+            old = self.state
+            fresh = self._build(self.config)
+            for seq in old.scheduler.waiting:
+                if seq.status is Status.WAITING:
+                    seq.computed = 0  # a new KV cache: everything is recomputed
+                    fresh.scheduler.add(seq)
+                    for table in ("decoders", "generators"):
+                        if seq.seq_id in getattr(old, table):
+                            getattr(fresh, table)[seq.seq_id] = getattr(old, table)[seq.seq_id]
+            self.state = fresh
+            self._recovery = None
+            self.recoveries += 1
+            self._last_progress = self.clock()
+        self.metrics.engine_alive.set(1)
+        event(log, "engine_rebuilt", waiting=len(fresh.scheduler.waiting), recoveries=self.recoveries)
+        return True
 
     def step(self) -> ScheduleResult:
         state = self.state
@@ -230,11 +287,11 @@ class Engine:
         result = state.scheduler.schedule()
         for seq in result.rejected:
             self.metrics.success["error"].inc()
-            self._fail(seq, "the request does not fit in the KV cache", 400)
+            self._fail(seq, "the request does not fit in the KV cache", Failure.DOES_NOT_FIT)
         if result.preempted:
             self.metrics.preemptions.inc(len(result.preempted))
         now = self.clock()
-        failing = faults.get("errors")
+        failing = faults.get(FaultKind.ERRORS)
         for seq in list(result.prefills):
             if seq.first_scheduled is None:
                 seq.first_scheduled = now
@@ -243,12 +300,12 @@ class Engine:
                 result.prefills.remove(seq)
                 state.scheduler.finish(seq, FinishReason.ERROR)
                 self.metrics.success["error"].inc()
-                self._fail(seq, "internal engine error (injected by the errors fault)", 500)
+                self._fail(seq, "internal engine error (injected by the errors fault)", Failure.INJECTED)
             elif not seq.preemptions:  # a recompute after preemption is not new prompt
                 self.metrics.prompt_tokens.inc(len(seq.prompt))
         seqs = result.prefills + result.decodes
-        if result.decodes and "latency" in faults:
-            self._interrupt.wait(faults["latency"].params.get("delay_ms", 0.0) / 1000)
+        if result.decodes and FaultKind.LATENCY in faults:
+            self._inject_latency(started)
         if seqs:
             # a prefill's new tokens are all of them (from 0); a decode's is its last token
             batch = StepBatch.build(
@@ -270,6 +327,26 @@ class Engine:
             time.sleep(0.001)  # work waits on blocks or budget that a finishing sequence will free
         self._publish_gauges()
         return result
+
+    def _inject_latency(self, started: float) -> None:
+        """Sleep the latency fault's delay, re-reading the fault on every wake-up.
+
+        Clearing or changing the fault (or stopping the engine) notifies `_wake`, so the sleep
+        ends or adjusts at once instead of running out a delay that no longer applies.
+        """
+        with self._wake:
+            while not self._stop:
+                self._expire_faults()
+                fault = self._faults.get(FaultKind.LATENCY)
+                if fault is None:
+                    return
+                deadline = started + fault.params.get("delay_ms", 0.0) / 1000
+                if fault.until is not None:
+                    deadline = min(deadline, fault.until)
+                left = deadline - self.clock()
+                if left <= 0:
+                    return
+                self._wake.wait(left)
 
     def _emit(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
         state = self.state
@@ -313,10 +390,10 @@ class Engine:
         if seq.sink:
             seq.sink(Finished(reason, len(seq.prompt), len(seq.output)))
 
-    def _fail(self, seq: Sequence, message: str, status: int) -> None:
+    def _fail(self, seq: Sequence, message: str, cause: Failure) -> None:
         self._forget(seq)
         if seq.sink:
-            seq.sink(Failed(message, status))
+            seq.sink(Failed(message, cause))
 
     def _forget(self, seq: Sequence) -> None:
         self.state.decoders.pop(seq.seq_id, None)
@@ -344,7 +421,7 @@ class Engine:
         for seq in pending:
             seq.finish_reason = FinishReason.ERROR
             self.metrics.success["error"].inc()
-            self._fail(seq, f"engine died: {self._dead}", 500)
+            self._fail(seq, f"engine died: {self._dead}", Failure.ENGINE_ERROR)
         self._publish_gauges()
 
     # -- control (any thread) ---------------------------------------------------------------
@@ -360,10 +437,25 @@ class Engine:
                 "running": len(scheduler.running),
                 "waiting": len(scheduler.waiting) + len(self._inbox),
                 "seconds_since_progress": round(now - self._last_progress, 3) if busy else 0.0,
-                "faults": [f.kind for f in self._faults.values()],
+                "faults": [f.kind.value for f in self._faults.values()],
+                "recoveries": self.recoveries,
             }
+            recovery = self._recovery
         if self._dead:
-            return False, {**body, "status": "dead", "error": self._dead}
+            return False, {
+                **body,
+                "status": "dead",
+                "error": self._dead,
+                "restart": "manual: the engine stays down until POST /control/restart",
+            }
+        if recovery is not None:
+            return False, {
+                **body,
+                "status": "recovering",
+                "error": recovery.error,
+                "restart": "automatic: the engine rebuilds itself after a backoff",
+                "rebuild_in_s": round(max(0.0, recovery.rebuild_at - now), 3),
+            }
         if not self._accepting:
             return False, {**body, "status": "restarting"}
         if busy and now - self._last_progress > self.config.stall_after_s:
@@ -374,13 +466,12 @@ class Engine:
             }
         return True, {**body, "status": "ok"}
 
-    def set_fault(self, kind: str, params: dict[str, float], duration_s: float | None) -> Fault:
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
+    def set_fault(self, kind: FaultKind | str, params: dict[str, float], duration_s: float | None) -> Fault:
+        kind = FaultKind(kind)
         fault = Fault(kind, params, None if duration_s is None else self.clock() + duration_s)
         with self._wake:
             self._faults[kind] = fault
-            if kind == "kv_pressure":
+            if kind is FaultKind.KV_PRESSURE:
                 self._withheld_fraction = params.get("fraction", 0.9)
             self.metrics.faults_active.labels(kind).set(1)
             self._wake.notify_all()
@@ -393,16 +484,16 @@ class Engine:
             self._expire_faults()
             return [f.public(now) for f in self._faults.values()]
 
-    def clear_faults(self, kind: str | None = None) -> None:
+    def clear_faults(self, kind: FaultKind | str | None = None) -> None:
         with self._wake:
-            for name in [kind] if kind else list(self._faults):
+            for name in [FaultKind(kind)] if kind else list(self._faults):
                 self._clear(name)
-            self._wake.notify_all()
+            self._wake.notify_all()  # ends a latency sleep now, not when its delay runs out
 
-    def _clear(self, kind: str) -> None:
+    def _clear(self, kind: FaultKind) -> None:
         if self._faults.pop(kind, None) is None:
             return
-        if kind == "kv_pressure":
+        if kind is FaultKind.KV_PRESSURE:
             self._withheld_fraction = 0.0
         self.metrics.faults_active.labels(kind).set(0)
         event(log, "fault_cleared", kind=kind)
@@ -427,7 +518,7 @@ class Engine:
         """Refuse new work, let in-flight requests finish (bounded), fail the rest, rebuild the engine.
 
         The new engine (and its KV pool) is built before the old one is stopped: if that fails,
-        the old one goes on serving and the error is raised as `EngineUnavailable`.
+        the old one goes on serving and the error is raised as `RestartFailed`.
         """
         with self._restarting:
             started = self.clock()
@@ -445,7 +536,7 @@ class Engine:
             except Exception as exc:
                 with self._wake:
                     self._accepting = True
-                raise EngineUnavailable(f"restart failed, the engine kept running: {exc}", 500) from exc
+                raise RestartFailed(f"restart failed, the engine kept running: {exc}") from exc
             self.stop()
             with self._wake:
                 leftovers = [*self._inbox, *self.state.scheduler.abort_all(FinishReason.ABORT)]
@@ -457,11 +548,14 @@ class Engine:
             for seq in leftovers:
                 seq.finish_reason = FinishReason.ABORT
                 self.metrics.success["abort"].inc()
-                self._fail(seq, "aborted: the engine restarted before this request finished; retry it", 503)
+                self._fail(
+                    seq, "aborted: the engine restarted before this request finished; retry it", Failure.RESTARTED
+                )
             self.start()
             with self._wake:
                 self._accepting = True
             took = self.clock() - started
+        self.metrics.engine_restarts["control"].inc()
         event(log, "engine_restarted", aborted=len(leftovers), seconds=round(took, 3), **self.config.public())
         return {"aborted": len(leftovers), "seconds": round(took, 3), "config": self.config.public()}
 

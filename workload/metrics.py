@@ -140,6 +140,13 @@ class WorkloadMetrics:
         )
         self.info.labels(model_name=model_name, device=device).set(1)
         self.engine_alive = gauge("vigil_workload_engine_alive", "1 while the engine loop runs, 0 once it died.")
+        restarts = Counter(
+            "vigil_workload_engine_restarts",
+            "Engine rebuilds, by reason: error (automatic, after a step raised) or control (POST /control/restart).",
+            [*labels, "reason"],
+            registry=registry,
+        )
+        self.engine_restarts = {r: restarts.labels(**self.values, reason=r) for r in ("error", "control")}
         self.faults_active = Gauge(
             "vigil_workload_faults_active", "Injected faults in force, by kind (0 or 1).", ["kind"], registry=registry
         )

@@ -236,7 +236,7 @@ def test_crash_fault_kills_the_engine_until_restart(wl: WorkloadServer) -> None:
     time.sleep(0.3)
     health = httpx.get(f"{wl.url}/health")
     assert health.status_code == 503 and health.json()["status"] == "dead"
-    assert "out of memory" in health.json()["error"]
+    assert "out of memory" in health.json()["error"] and health.json()["restart"].startswith("manual")
     assert wl.complete("Hello", 4).status_code == 503
     assert wl.metrics()["vigil_workload_engine_alive"] == 0
     assert wl.control("POST", "restart").status_code == 200
@@ -321,3 +321,111 @@ def test_loadgen_reports_what_vllms_benchmark_reports(wl: WorkloadServer) -> Non
     assert "Serving Benchmark Result" in text.stdout and "P99 TTFT (ms):" in text.stdout
     bad = loadgen(wl.url, "--rate", "1", "--duration", "1", "--slo", "ttft=5")
     assert bad.returncode == 1 and "--slo 'ttft=5'" in bad.stderr
+
+
+# -- hostile input: one request never stops the engine for everyone (issue 7) ----------------------
+
+
+def assert_still_serving(wl: WorkloadServer) -> None:
+    answer = wl.complete("after", 3)
+    assert answer.status_code == 200, answer.text
+    assert httpx.get(f"{wl.url}/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"prompt":"hi","max_tokens":3,"seed":18446744073709551616}', "seed"),  # the request that killed the engine
+        ('{"prompt":"hi","max_tokens":3,"seed":-1}', "seed"),
+        ('{"prompt":"hi","max_tokens":3,"temperature":NaN}', "temperature"),
+        ('{"prompt":"hi","max_tokens":3,"temperature":Infinity}', "temperature"),
+        ('{"prompt":"hi","max_tokens":1000000000000000000000000000000}', "max_tokens"),
+    ],
+)
+def test_out_of_range_numbers_get_400_naming_the_field(wl: WorkloadServer, raw: str, field: str) -> None:
+    answer = httpx.post(
+        f"{wl.url}/v1/completions", content=raw, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == field and error["message"].startswith(f"{field}:")
+    assert_still_serving(wl)
+
+
+def test_the_largest_seed_torch_takes_is_served(wl: WorkloadServer) -> None:
+    answer = wl.complete("hi", 3, seed=2**63 - 1, temperature=0.9)
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_client_that_disconnects_from_a_non_streaming_request_is_aborted(wl: WorkloadServer) -> None:
+    # 20 ms a step makes each request take 6 s, so the clients are long gone before any finishes
+    wl.control("POST", "fault", json={"kind": "latency", "delay_ms": 20})
+    before = wl.metrics()
+    for _ in range(3):
+        with pytest.raises(httpx.ReadTimeout):
+            wl.complete("x", 300, timeout=0.3)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = wl.metrics()
+        if now["vllm:num_requests_running"] + now["vllm:num_requests_waiting"] == 0:
+            break
+        time.sleep(0.1)
+    after = wl.metrics()
+
+    def finished(reason: str) -> float:
+        key = f"vllm:request_success_total{{finished_reason={reason}}}"
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert finished("abort") == 3 and finished("length") == 0, "the requests were aborted, not run to the end"
+    wl.control("DELETE", "fault")
+    assert_still_serving(wl)
+
+
+def test_clearing_a_latency_fault_ends_the_current_sleep(wl: WorkloadServer) -> None:
+    wl.control("POST", "fault", json={"kind": "latency", "delay_ms": 60_000})
+    answers: list[httpx.Response] = []
+    sender = threading.Thread(target=lambda: answers.append(wl.complete("Hello", 3)))
+    sender.start()
+    time.sleep(1.0)  # the engine is inside its minute-long decode delay
+    assert wl.control("DELETE", "fault").status_code == 200
+    sender.join(20)
+    assert not sender.is_alive(), "the request still waited out the cleared delay"
+    assert answers[0].status_code == 200
+
+
+def rss_mb(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {key} for {pid}")
+
+
+def test_an_oversize_body_is_refused_before_it_is_read(wl: WorkloadServer) -> None:
+    assert wl.proc is not None
+    rss_before = rss_mb(wl.proc.pid, "VmRSS:")
+    body = json.dumps({"prompt": "x" * (32 << 20), "max_tokens": 3}).encode()
+    declared = httpx.post(
+        f"{wl.url}/v1/completions", content=body, headers={"content-type": "application/json"}, timeout=60
+    )
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))  # no Content-Length: the streaming cap
+    streamed = httpx.post(
+        f"{wl.url}/v1/completions", content=chunks, headers={"content-type": "application/json"}, timeout=60
+    )
+    for answer in (declared, streamed):
+        assert answer.status_code == 413, answer.text
+        error = answer.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["code"] == 413 and "too large" in error["message"]
+    # before the cap a 64 MB prompt added 700 MB: parsing it is what costs, and it is never parsed now
+    assert rss_mb(wl.proc.pid, "VmHWM:") - rss_before < 64
+    assert_still_serving(wl)
+
+
+def test_the_body_cap_passes_a_long_prompt_escaped_at_worst(wl: WorkloadServer) -> None:
+    # 1000 tokens fill this server's 64-block KV cache; the default cap fits 2048 such bytes
+    prompt = "\x01" * 1000  # each byte escaped by JSON as \u0001: six bytes per token
+    body = json.dumps({"prompt": prompt, "max_tokens": 4, "ignore_eos": True})
+    assert len(body) > 6 * 1000
+    answer = httpx.post(
+        f"{wl.url}/v1/completions", content=body, headers={"content-type": "application/json"}, timeout=60
+    )
+    assert answer.status_code == 200, answer.text

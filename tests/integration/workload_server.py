@@ -31,9 +31,9 @@ class WorkloadServer(LocalService):
             self.proc.kill()
             return 0.0
 
-    def complete(self, prompt: str = "Hello", max_tokens: int = 8, **extra) -> httpx.Response:
+    def complete(self, prompt: str = "Hello", max_tokens: int = 8, timeout: float = 60, **extra) -> httpx.Response:
         body = {"prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True, **extra}
-        return httpx.post(f"{self.url}/v1/completions", json=body, timeout=60)
+        return httpx.post(f"{self.url}/v1/completions", json=body, timeout=timeout)
 
     def control(self, method: str, path: str, token: str | None = None, **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
