@@ -42,3 +42,15 @@ class StoreUnavailable(IngestError):
     def __init__(self, message: str, retry_after: float = 2.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class IdempotencyConflict(IngestError):
+    """An Idempotency-Key already used for a different body: answering 200 would drop this body."""
+
+    status = 422
+
+
+class RequestRefusedByStore(IngestError):
+    """The store refused this request's rows (a data error), so it was set aside rather than retried."""
+
+    status = 400

@@ -16,7 +16,7 @@ from collector.errors import IngestError, PayloadTooLarge, UnsupportedMediaType
 from collector.service import Collector
 
 # google.rpc.Code values for the Status body of an error answer.
-_RPC_CODE = {400: 3, 401: 16, 413: 8, 415: 3, 429: 8, 503: 14}
+_RPC_CODE = {400: 3, 401: 16, 413: 8, 415: 3, 422: 3, 429: 8, 503: 14}
 
 
 def get_collector(request: Request) -> Collector:
@@ -65,7 +65,7 @@ router = APIRouter()
 async def export_metrics(request: Request, collector: Collector = Depends(get_collector)) -> Response:  # noqa: B008
     content_type = request.headers.get("content-type")
     try:
-        collector.tokens.check(request.headers.get("authorization"))
+        token_scope = collector.tokens.check(request.headers.get("authorization"))
         body = await read_body(request, collector.settings.max_body_bytes)
         conversion, future = await run_in_threadpool(
             collector.ingest,
@@ -73,6 +73,7 @@ async def export_metrics(request: Request, collector: Collector = Depends(get_co
             content_type,
             request.headers.get("content-encoding"),
             request.headers.get("idempotency-key"),
+            token_scope,
         )
         if future is not None:
             # shield: a cancelled handler must not cancel the future other retries of this key share
