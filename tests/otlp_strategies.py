@@ -39,7 +39,10 @@ def _attrs(target: Any, pairs: list[tuple[str, Any]]) -> None:
 
 
 attr_values = st.one_of(text, st.booleans(), i64, floats, st.binary(max_size=10), st.lists(text, max_size=3))
-attributes = st.lists(st.tuples(text, attr_values), max_size=4)
+# Keys stay short so most sets pass the attribute limits and points reach the store.
+attributes = st.lists(st.tuples(st.text(max_size=12), attr_values), max_size=4)
+flags = st.one_of(st.just(0), u32)
+point_times = st.one_of(st.just(NOW), st.integers(NOW - 10**12, NOW), times)
 
 
 @st.composite
@@ -63,7 +66,7 @@ def metrics(draw: st.DrawFn) -> metrics_pb2.Metric:
     if kind == "sum":
         data.is_monotonic = draw(st.booleans())
     for _ in range(draw(st.integers(0, 3))):
-        p = data.data_points.add(time_unix_nano=draw(times), start_time_unix_nano=draw(times), flags=draw(u32))
+        p = data.data_points.add(time_unix_nano=draw(point_times), start_time_unix_nano=draw(times), flags=draw(flags))
         _attrs(p.attributes, draw(attributes))
         if kind in ("gauge", "sum"):
             if draw(st.booleans()):
