@@ -10,31 +10,52 @@ once per metric with `extend(repeat(...))`; only per-point columns are touched p
 
 from __future__ import annotations
 
-import json
-from base64 import b64encode
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
-from math import isfinite
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from collector.attributes import AttributeCache, any_value, attribute_pairs
+from collector.limits import MAX_TIMESTAMP_NS, Limits, SeriesLimiter
+from collector.points import (
+    APPEND,
+    ATTRIBUTE_LIMIT,
+    BUCKET_LIMIT,
+    EXEMPLAR_LIMIT,
+    FIELD_LIMIT,
+    MALFORMED_POINT,
+    NO_NAME,
+    NO_VALUE,
+    NON_FINITE,
+    SERIES_LIMIT,
+    TIMESTAMP,
+    PointChecks,
+)
 from vigil.store.columns import METRIC_TABLES, Role, flat_names
 from vigil.store.schema import EXP_HISTOGRAM, GAUGE, HISTOGRAM, SUM, SUMMARY
 
-# Rejection reasons: labels of vigil_collector_points_rejected_total and words in partial-success messages.
-TIMESTAMP = "timestamp_out_of_range"
-NON_FINITE = "non_finite_value"
-NO_VALUE = "no_recorded_value"
-ATTRIBUTE_LIMIT = "attribute_limit"
-SERIES_LIMIT = "series_limit"
-MALFORMED_POINT = "malformed_point"
-NO_NAME = "missing_metric_name"
-
 FLAG_NO_RECORDED_VALUE = 1
-_serialize_kv = KeyValue.SerializeToString
+
+__all__ = [
+    "ATTRIBUTE_LIMIT",
+    "BUCKET_LIMIT",
+    "EXEMPLAR_LIMIT",
+    "FIELD_LIMIT",
+    "MALFORMED_POINT",
+    "NON_FINITE",
+    "NO_NAME",
+    "NO_VALUE",
+    "SERIES_LIMIT",
+    "TIMESTAMP",
+    "AttributeCache",
+    "Conversion",
+    "Converter",
+    "Limits",
+    "SeriesLimiter",
+    "any_value",
+]
 
 # The column tuples derive from the one declaration in vigil.store.columns (in DDL order), split by
 # how this module fills them: per metric (shared by every table, or by this kind) or per point.
@@ -96,125 +117,6 @@ class TableColumns:
 
 
 @dataclass
-class Limits:
-    max_attributes: int = 128
-    max_key_length: int = 256
-    max_value_length: int = 4096
-    max_series_per_metric: int = 100_000
-    max_age_ns: int = 14 * 86_400 * 10**9
-    max_future_ns: int = 10 * 60 * 10**9
-
-
-class SeriesLimiter:
-    """Caps distinct series per metric over a sliding window of two generations.
-
-    A series counts as live if seen in this generation or the previous one; `roll()` (called
-    by the owner on a timer) retires the older generation, so churning series (restarted pods)
-    do not exhaust the limit forever.
-    """
-
-    def __init__(self, max_series_per_metric: int) -> None:
-        self.limit = max_series_per_metric
-        self.current: dict[str, set[int]] = {}
-        self.previous: dict[str, set[int]] = {}
-
-    def admit(self, metric: str, series: int) -> bool:
-        current = self.current.get(metric)
-        if current is None:
-            current = self.current[metric] = set()
-        if series in current:
-            return True
-        previous = self.previous.get(metric)
-        if previous is not None and series in previous:
-            current.add(series)
-            return True
-        live = len(current) + (len(previous - current) if previous else 0)
-        if live >= self.limit:
-            return False
-        current.add(series)
-        return True
-
-    def roll(self) -> None:
-        self.previous, self.current = self.current, {}
-
-
-def any_value(value: Any) -> str:
-    """AnyValue as the exporter stores it: strings as-is, scalars as text, lists and maps as JSON."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind is None:
-        return ""
-    return (
-        json.dumps(_plain(value), separators=(",", ":"))
-        if kind in ("array_value", "kvlist_value")
-        else (_scalar_text(value, kind))
-    )
-
-
-def _scalar_text(value: Any, kind: str) -> str:
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        return repr(value.double_value)
-    if kind == "bytes_value":
-        return b64encode(value.bytes_value).decode()
-    return ""
-
-
-def _plain(value: Any) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        return [_plain(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bytes_value":
-        return b64encode(value.bytes_value).decode()
-    return None
-
-
-class AttributeCache:
-    """Sorted attribute maps, built once per distinct attribute set and shared between rows.
-
-    The key is each KeyValue's wire encoding as sent (one C call per attribute, no Python per
-    value); the value is the sorted dict with a hash of its content (the series identity), or
-    None when the set breaks a limit. Bounded: cleared when it grows past `capacity`.
-    """
-
-    def __init__(self, limits: Limits, capacity: int = 500_000) -> None:
-        self.limits = limits
-        self.capacity = capacity
-        self._maps: dict[tuple[bytes, ...], tuple[dict[str, str], int] | None] = {}
-
-    def get(self, kvs: Any) -> tuple[dict[str, str], int] | None:
-        key = tuple(map(_serialize_kv, kvs))
-        cached = self._maps.get(key, False)
-        if cached is not False:
-            return cached  # type: ignore[return-value]
-        if len(self._maps) >= self.capacity:
-            self._maps.clear()
-        pairs = [(kv.key, any_value(kv.value)) for kv in kvs]
-        limits = self.limits
-        ok = len(pairs) <= limits.max_attributes and all(
-            len(k) <= limits.max_key_length and len(v) <= limits.max_value_length for k, v in pairs
-        )
-        ordered = tuple(sorted(pairs))
-        built = (dict(ordered), hash(ordered)) if ok else None
-        self._maps[key] = built
-        return built
-
-
-@dataclass
 class Conversion:
     tables: dict[str, TableColumns] = field(default_factory=dict)
     received: int = 0
@@ -244,11 +146,15 @@ class Converter:
     def __init__(self, limits: Limits, limiter: SeriesLimiter | None = None) -> None:
         self.limits = limits
         self.attributes = AttributeCache(limits)
-        self.limiter = limiter or SeriesLimiter(limits.max_series_per_metric)
+        self.limiter = limiter or SeriesLimiter(
+            limits.max_series_per_metric, limits.max_metric_names, limits.max_series_total
+        )
+        self.checks = PointChecks(limits)
 
     def convert(self, request: ExportMetricsServiceRequest, now_ns: int) -> Conversion:
         out = Conversion()
-        lo, hi = now_ns - self.limits.max_age_ns, now_ns + self.limits.max_future_ns
+        lo = now_ns - self.limits.max_age_ns
+        hi = min(now_ns + self.limits.max_future_ns, MAX_TIMESTAMP_NS)
         for rm in request.resource_metrics:
             resource = self.attributes.get(rm.resource.attributes)
             for sm in rm.scope_metrics:
@@ -261,12 +167,11 @@ class Converter:
                     points = data.data_points
                     n_points = len(points)
                     out.received += n_points
-                    if resource is None or scope is None:
-                        out.rejected[ATTRIBUTE_LIMIT] += n_points
+                    reason = self._metric_reason(rm, sm, metric, resource, scope)
+                    if reason:
+                        out.rejected[reason] += n_points
                         continue
-                    if not metric.name:
-                        out.rejected[NO_NAME] += n_points
-                        continue
+                    assert resource is not None and scope is not None  # _metric_reason checked them
                     table = _TABLE_OF[kind]
                     cols = out.columns_for(table)
                     resource_attrs, resource_hash = resource
@@ -295,6 +200,25 @@ class Converter:
                     cols.rows += accepted
         return out
 
+    def _metric_reason(self, rm: Any, sm: Any, metric: Any, resource: Any, scope: Any) -> str | None:
+        """Why every point of this metric is refused (a limit on what is shared by its rows), or None."""
+        if resource is None or scope is None:
+            return ATTRIBUTE_LIMIT
+        if not metric.name:
+            return NO_NAME
+        limits = self.limits
+        if (
+            len(metric.name) > limits.max_name_length
+            or len(metric.description) > limits.max_description_length
+            or len(metric.unit) > limits.max_unit_length
+            or len(sm.scope.name) > limits.max_scope_field_length
+            or len(sm.scope.version) > limits.max_scope_field_length
+            or len(sm.schema_url) > limits.max_scope_field_length
+            or len(rm.schema_url) > limits.max_scope_field_length
+        ):
+            return FIELD_LIMIT
+        return None
+
     def _points(
         self,
         kind: str,
@@ -314,13 +238,14 @@ class Converter:
         admit = self.limiter.admit
         numeric = kind in ("gauge", "sum")
         value_col = p["Value"] if numeric else None
-        validate, append = _VALIDATE[kind], _APPEND[kind]
+        validate, append = self.checks.validator(kind), APPEND[kind]
+        exemplar_reason = self.checks.exemplars
         with_exemplars = kind != "summary"
         row = cols.rows
         accepted = 0
         for dp in points:
             t = dp.time_unix_nano
-            if t < lo or t > hi:
+            if t < lo or t > hi or dp.start_time_unix_nano > MAX_TIMESTAMP_NS:
                 rejected[TIMESTAMP] += 1
                 continue
             flags = dp.flags
@@ -344,6 +269,11 @@ class Converter:
                 if reason:
                     rejected[reason] += 1
                     continue
+            if with_exemplars and dp.exemplars:
+                reason = exemplar_reason(dp.exemplars)
+                if reason:
+                    rejected[reason] += 1
+                    continue
             attrs = attributes(dp.attributes)
             if attrs is None:
                 rejected[ATTRIBUTE_LIMIT] += 1
@@ -361,80 +291,19 @@ class Converter:
             else:
                 append(dp, p)
             if with_exemplars and dp.exemplars:
-                cols.exemplars.append((row + accepted, _exemplar_columns(dp.exemplars)))
+                cols.exemplars.append((row + accepted, self._exemplar_columns(dp.exemplars)))
             accepted += 1
         return accepted
 
-
-def _exemplar_columns(exemplars: Any) -> tuple[list[Any], ...]:
-    return (
-        [dict(sorted((kv.key, any_value(kv.value)) for kv in e.filtered_attributes)) for e in exemplars],
-        [e.time_unix_nano for e in exemplars],
-        [e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int) for e in exemplars],
-        [e.span_id.hex() for e in exemplars],
-        [e.trace_id.hex() for e in exemplars],
-    )
-
-
-def _validate_histogram(dp: Any) -> str | None:
-    bounds = len(dp.explicit_bounds)
-    buckets = dp.bucket_counts
-    if buckets and len(buckets) != bounds + 1:
-        return MALFORMED_POINT
-    if buckets and sum(buckets) != dp.count:
-        return MALFORMED_POINT
-    for name in ("sum", "min", "max"):
-        if dp.HasField(name) and not isfinite(getattr(dp, name)):
-            return NON_FINITE
-    return None
-
-
-def _validate_exp_histogram(dp: Any) -> str | None:
-    total = dp.zero_count + sum(dp.positive.bucket_counts) + sum(dp.negative.bucket_counts)
-    if total != dp.count:
-        return MALFORMED_POINT
-    for name in ("sum", "min", "max"):
-        if dp.HasField(name) and not isfinite(getattr(dp, name)):
-            return NON_FINITE
-    return None
-
-
-def _validate_summary(dp: Any) -> str | None:
-    if not isfinite(dp.sum):
-        return NON_FINITE
-    for q in dp.quantile_values:
-        if not (0.0 <= q.quantile <= 1.0) or not isfinite(q.value):
-            return MALFORMED_POINT if isfinite(q.value) else NON_FINITE
-    return None
-
-
-def _append_histogram(dp: Any, c: dict[str, list[Any]]) -> None:
-    c["Count"].append(dp.count)
-    c["Sum"].append(dp.sum)
-    c["BucketCounts"].append(list(dp.bucket_counts))
-    c["ExplicitBounds"].append(list(dp.explicit_bounds))
-    c["Min"].append(dp.min)
-    c["Max"].append(dp.max)
-
-
-def _append_exp_histogram(dp: Any, c: dict[str, list[Any]]) -> None:
-    c["Count"].append(dp.count)
-    c["Sum"].append(dp.sum)
-    c["Scale"].append(dp.scale)
-    c["ZeroCount"].append(dp.zero_count)
-    c["PositiveOffset"].append(dp.positive.offset)
-    c["PositiveBucketCounts"].append(list(dp.positive.bucket_counts))
-    c["NegativeOffset"].append(dp.negative.offset)
-    c["NegativeBucketCounts"].append(list(dp.negative.bucket_counts))
-    c["Min"].append(dp.min)
-    c["Max"].append(dp.max)
-
-
-def _append_summary(dp: Any, c: dict[str, list[Any]]) -> None:
-    c["Count"].append(dp.count)
-    c["Sum"].append(dp.sum)
-    c["ValueAtQuantiles.Quantile"].append([q.quantile for q in dp.quantile_values])
-    c["ValueAtQuantiles.Value"].append([q.value for q in dp.quantile_values])
+    def _exemplar_columns(self, exemplars: Any) -> tuple[list[Any], ...]:
+        limits = self.limits
+        return (
+            [dict(sorted(attribute_pairs(e.filtered_attributes, limits) or ())) for e in exemplars],
+            [e.time_unix_nano for e in exemplars],
+            [e.as_double if e.WhichOneof("value") == "as_double" else float(e.as_int) for e in exemplars],
+            [e.span_id.hex() for e in exemplars],
+            [e.trace_id.hex() for e in exemplars],
+        )
 
 
 _TABLE_OF = {
@@ -443,18 +312,4 @@ _TABLE_OF = {
     "histogram": HISTOGRAM,
     "exponential_histogram": EXP_HISTOGRAM,
     "summary": SUMMARY,
-}
-_VALIDATE: dict[str, Any] = {
-    "gauge": None,  # gauges and sums are validated inline: they are most of the traffic
-    "sum": None,
-    "histogram": _validate_histogram,
-    "exponential_histogram": _validate_exp_histogram,
-    "summary": _validate_summary,
-}
-_APPEND: dict[str, Any] = {
-    "gauge": None,
-    "sum": None,
-    "histogram": _append_histogram,
-    "exponential_histogram": _append_exp_histogram,
-    "summary": _append_summary,
 }

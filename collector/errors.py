@@ -54,3 +54,15 @@ class InternalError(IngestError):
     """A fault of ours, not of the request: answered like every refusal, with a Status body."""
 
     status = 500
+
+
+class IdempotencyConflict(IngestError):
+    """An Idempotency-Key already used for a different body: answering 200 would drop this body."""
+
+    status = 422
+
+
+class RequestRefusedByStore(IngestError):
+    """The store refused this request's rows (a data error), so it was set aside rather than retried."""
+
+    status = 400

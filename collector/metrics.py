@@ -60,3 +60,8 @@ class CollectorMetrics:
             "Batches replayed from the write-ahead log.",
             registry=registry,
         )
+        self.requests_set_aside = Counter(
+            "vigil_collector_requests_set_aside",
+            "Requests whose rows the store refused (a data error): answered 400 and kept beside the WAL as .refused.",
+            registry=registry,
+        )

@@ -29,7 +29,7 @@ class CollectorService:
         self.collector.start()
 
     def close(self, timeout_s: float) -> None:
-        self.collector.pipeline.close(timeout=timeout_s)
+        self.collector.close(timeout_s)
 
     def health(self) -> Health:
         return self.collector.health()

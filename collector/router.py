@@ -29,12 +29,13 @@ from vigil import lifecycle
 log = logging.getLogger(__name__)
 
 # google.rpc.Code values for the Status body of an error answer.
-_RPC_CODE = {400: 3, 401: 16, 408: 4, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
+_RPC_CODE = {400: 3, 401: 16, 408: 4, 413: 8, 415: 3, 422: 3, 429: 8, 500: 13, 503: 14}
 CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection before the answer"
 
 
-def get_collector(request: Request) -> Collector:
-    return request.app.state.collector
+def get_collector() -> Collector:
+    """A placeholder: `CollectorService` binds the real one through the app's dependency overrides."""
+    raise RuntimeError("no Collector bound: mount this router through collector.plugin.CollectorService")
 
 
 def _answer_media(content_type: str | None) -> str:
@@ -138,7 +139,7 @@ async def export_metrics(request: Request, collector: Collector = Depends(get_co
 
 
 async def _export(request: Request, collector: Collector, content_type: str | None) -> Conversion:
-    collector.tokens.check(request.headers.get("authorization"))
+    token_scope = collector.tokens.check(request.headers.get("authorization"))
     body = await read_body(request, collector.settings.max_body_bytes, collector.settings.body_timeout_s)
     conversion, future = await run_in_threadpool(
         collector.ingest,
@@ -146,6 +147,7 @@ async def _export(request: Request, collector: Collector, content_type: str | No
         content_type,
         request.headers.get("content-encoding"),
         request.headers.get("idempotency-key"),
+        token_scope,
     )
     if future is not None:
         # shield: a cancelled handler must not cancel the future other retries of this key share

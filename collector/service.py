@@ -40,9 +40,10 @@ class TokenCheck:
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def check(self, authorization: str | None) -> None:
+    def check(self, authorization: str | None) -> str:
+        """The token's scope for idempotency keys (a short digest), or "" when no tokens are configured."""
         if not self._digests:
-            return
+            return ""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("missing bearer token: send Authorization: Bearer <token>")
@@ -52,6 +53,7 @@ class TokenCheck:
             ok |= hmac.compare_digest(offered, digest)
         if not ok:
             raise Unauthorized("bearer token not recognised")
+        return offered.hex()[:16]
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -62,6 +64,16 @@ def limits_from(settings: Settings) -> Limits:
         max_series_per_metric=settings.max_series_per_metric,
         max_age_ns=settings.max_point_age_hours * 3600 * 10**9,
         max_future_ns=settings.max_point_future_minutes * 60 * 10**9,
+        max_name_length=settings.max_metric_name_length,
+        max_description_length=settings.max_metric_description_length,
+        max_unit_length=settings.max_metric_unit_length,
+        max_scope_field_length=settings.max_scope_field_length,
+        max_exemplars=settings.max_exemplars_per_point,
+        max_buckets=settings.max_histogram_buckets,
+        max_quantiles=settings.max_summary_quantiles,
+        max_metric_names=settings.max_metric_names,
+        max_series_total=settings.max_series_total,
+        attribute_cache_bytes=settings.attribute_cache_bytes,
     )
 
 
@@ -78,7 +90,7 @@ class Collector:
         self.metrics = CollectorMetrics(registry)
         self.tokens = TokenCheck(settings.ingest_tokens)
         limits = limits_from(settings)
-        self.limiter = SeriesLimiter(limits.max_series_per_metric)
+        self.limiter = SeriesLimiter(limits.max_series_per_metric, limits.max_metric_names, limits.max_series_total)
         self.converter = Converter(limits, self.limiter)
         self._convert_lock = threading.Lock()  # the attribute cache and series limiter are shared
         self._next_roll = time.monotonic() + SERIES_WINDOW_S
@@ -91,41 +103,62 @@ class Collector:
             batch_wait_s=settings.batch_wait_ms / 1000,
             queue_rows=settings.queue_rows,
             writers=settings.insert_writers,
+            remembered_keys_bytes=settings.idempotency_cache_bytes,
+            stuck_after_s=settings.wal_stuck_after_s,
         )
 
     def start(self) -> None:
         self.pipeline.start()
 
-    def close(self) -> None:
-        self.pipeline.close(timeout=self.settings.shutdown_timeout_s)
+    def close(self, timeout_s: float | None = None) -> None:
+        """Store what is queued within `timeout_s` (default the shutdown timeout), then stop."""
+        self.pipeline.close(timeout=self.settings.shutdown_timeout_s if timeout_s is None else timeout_s)
 
-    def _convert(self, raw: bytes, media: str) -> Conversion:
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """False when the write-ahead log does not drain (see `IngestPipeline.health`); never blocks."""
+        return self.pipeline.health()
+
+    def _convert(self, raw: bytes, media: str, now_ns: int) -> Conversion:
         request = decode.parse(raw, media)
         with self._convert_lock:
             if time.monotonic() >= self._next_roll:
                 self.limiter.roll()
                 self._next_roll = time.monotonic() + SERIES_WINDOW_S
-            return self.converter.convert(request, self.clock())
+            return self.converter.convert(request, now_ns)
 
     def convert_entry(self, entry: WalEntry) -> Conversion:
-        """A body as received (the WAL's replay path) → validated columns."""
-        return self._convert(decode.decompress(entry.body, entry.encoding, self.settings.max_body_bytes), entry.media)
+        """A body as received (the WAL's replay path) → validated columns, against the clock it first met."""
+        raw = decode.decompress(
+            entry.body, entry.encoding, self.settings.max_body_bytes, self.settings.max_gzip_members
+        )
+        return self._convert(raw, entry.media, entry.accepted_ns or self.clock())
 
     def ingest(
-        self, body: bytes, content_type: str | None, content_encoding: str | None, idempotency_key: str | None
+        self,
+        body: bytes,
+        content_type: str | None,
+        content_encoding: str | None,
+        idempotency_key: str | None,
+        token_scope: str = "",
     ) -> tuple[Conversion, Future[Outcome] | None]:
         """Decode, validate and queue one request; the future resolves once its rows are durable.
 
         Without an `Idempotency-Key`, the key is the SHA-256 of the decompressed body, so a
-        byte-identical retry is recognised whatever its compression.
+        byte-identical retry is recognised whatever its compression. Keys are scoped by
+        `token_scope` (from `TokenCheck.check`), so two tenants' keys never meet; the body's
+        digest travels with the key, so a key reused for another body is refused (422).
         """
         media = decode.media_type(content_type)
         encoding = (content_encoding or "identity").strip().lower()
-        raw = decode.decompress(body, encoding, self.settings.max_body_bytes)
+        raw = decode.decompress(body, encoding, self.settings.max_body_bytes, self.settings.max_gzip_members)
         if idempotency_key and len(idempotency_key) > MAX_KEY_LENGTH:
             raise MalformedPayload(f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters")
-        key = (idempotency_key or "").strip() or "sha256:" + hashlib.sha256(raw).hexdigest()  # blank = absent
-        conversion = self._convert(raw, media)
+        digest = hashlib.sha256(raw).hexdigest()
+        key = (idempotency_key or "").strip() or "sha256:" + digest  # blank = absent
+        if token_scope:
+            key = f"{token_scope}/{key}"
+        accepted_ns = self.clock()
+        conversion = self._convert(raw, media, accepted_ns)
         self.metrics.points_received.inc(conversion.received)
         for reason, n in conversion.rejected.items():
             self.metrics.points_rejected.labels(reason).inc(n)
@@ -133,7 +166,5 @@ class Collector:
             self.metrics.series_refused.labels(metric).inc(n)
         if not conversion.accepted:
             return conversion, None
-        return conversion, self.pipeline.submit(WalEntry(key, media, encoding, body), conversion)
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        return True, {"queue_rows": self.pipeline.queued_rows}
+        entry = WalEntry(key, media, encoding, body, accepted_ns=accepted_ns, digest=digest)
+        return conversion, self.pipeline.submit(entry, conversion)

@@ -7,6 +7,10 @@ key in the ledger. That closes the one window in which a retry could otherwise d
 
 A file is written to a temporary name, fsynced, then renamed, so a file under its final name is
 always complete; its CRC is checked anyway before replay.
+
+Format 2 adds, per entry, the time the request was accepted (so replay validates timestamps
+against the clock the request first met, not today's) and the SHA-256 of its decompressed body
+(recorded in the ledger with the key). Format 1 files stay readable: their entries have neither.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-MAGIC = b"VWAL1\n"
+MAGIC_V1 = b"VWAL1\n"
+MAGIC = b"VWAL2\n"
 _LEN = struct.Struct("<I")
 
 
@@ -27,6 +32,8 @@ class WalEntry:
     media: str
     encoding: str
     body: bytes
+    accepted_ns: int = 0  # 0: not recorded (a format-1 file); replay then uses the current clock
+    digest: str = ""  # SHA-256 hex of the decompressed body; "" when not recorded
 
 
 class CorruptWal(Exception):
@@ -36,7 +43,14 @@ class CorruptWal(Exception):
 def _pack(entries: list[WalEntry]) -> bytes:
     parts = [MAGIC, _LEN.pack(len(entries))]
     for e in entries:
-        for field in (e.key.encode(), e.media.encode(), e.encoding.encode(), e.body):
+        for field in (
+            e.key.encode(),
+            e.media.encode(),
+            e.encoding.encode(),
+            e.body,
+            b"%d" % e.accepted_ns,
+            e.digest.encode(),
+        ):
             parts.append(_LEN.pack(len(field)))
             parts.append(field)
     payload = b"".join(parts)
@@ -44,8 +58,9 @@ def _pack(entries: list[WalEntry]) -> bytes:
 
 
 def _unpack(data: bytes) -> list[WalEntry]:
-    if len(data) < len(MAGIC) + 8 or not data.startswith(MAGIC):
+    if len(data) < len(MAGIC) + 8 or not (data.startswith(MAGIC) or data.startswith(MAGIC_V1)):
         raise CorruptWal("bad header")
+    n_fields = 6 if data.startswith(MAGIC) else 4
     payload, (crc,) = data[:-4], _LEN.unpack(data[-4:])
     if zlib.crc32(payload) != crc:
         raise CorruptWal("checksum mismatch")
@@ -55,12 +70,15 @@ def _unpack(data: bytes) -> list[WalEntry]:
     entries = []
     for _ in range(count):
         fields = []
-        for _ in range(4):
+        for _ in range(n_fields):
             (n,) = _LEN.unpack_from(payload, pos)
             pos += 4
             fields.append(payload[pos : pos + n])
             pos += n
-        entries.append(WalEntry(fields[0].decode(), fields[1].decode(), fields[2].decode(), fields[3]))
+        if pos > len(payload):
+            raise CorruptWal("truncated entry")
+        extra = (int(fields[4]), fields[5].decode()) if n_fields == 6 else (0, "")
+        entries.append(WalEntry(fields[0].decode(), fields[1].decode(), fields[2].decode(), fields[3], *extra))
     return entries
 
 
@@ -69,8 +87,8 @@ class WriteAheadLog:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
-    def write(self, batch_id: str, entries: list[WalEntry]) -> None:
-        final = self.directory / f"{batch_id}.wal"
+    def write(self, batch_id: str, entries: list[WalEntry], suffix: str = ".wal") -> None:
+        final = self.directory / f"{batch_id}{suffix}"
         tmp = self.directory / f".{batch_id}.tmp"
         with open(tmp, "wb") as f:
             f.write(_pack(entries))
@@ -99,6 +117,10 @@ class WriteAheadLog:
         if path.exists():
             path.replace(path.with_suffix(".corrupt"))
 
+    def set_aside(self, batch_id: str, entries: list[WalEntry]) -> None:
+        """Keep requests the store refused (`<batch>.refused`, same format) out of replay, for inspection."""
+        self.write(batch_id, entries, suffix=".refused")
+
     def batch_ids(self) -> list[str]:
         """Batches in the log, oldest first."""
         return sorted(path.stem for path in self.directory.glob("*.wal"))
@@ -107,5 +129,5 @@ class WriteAheadLog:
         """A batch's entries, or None when its file is unreadable."""
         try:
             return _unpack((self.directory / f"{batch_id}.wal").read_bytes())
-        except (OSError, CorruptWal, struct.error, UnicodeDecodeError):
+        except (OSError, CorruptWal, struct.error, UnicodeDecodeError, ValueError):
             return None

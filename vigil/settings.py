@@ -60,6 +60,38 @@ class Settings(BaseSettings):
     max_point_future_minutes: int = Field(
         10, ge=0, description="Furthest datapoint timestamp accepted, in minutes after now."
     )
+    max_metric_name_length: int = Field(255, ge=1, description="Longest metric name (OpenTelemetry's limit is 255).")
+    max_metric_description_length: int = Field(1024, ge=0, description="Longest metric description.")
+    max_metric_unit_length: int = Field(63, ge=0, description="Longest metric unit (OpenTelemetry's limit is 63).")
+    max_scope_field_length: int = Field(
+        1024, ge=1, description="Longest instrumentation scope name or version, and longest schema URL."
+    )
+    max_exemplars_per_point: int = Field(
+        16, ge=0, description="Most exemplars on one datapoint; their attributes obey the attribute limits."
+    )
+    max_histogram_buckets: int = Field(
+        1024, ge=1, description="Most buckets in a histogram datapoint (each side, for an exponential histogram)."
+    )
+    max_summary_quantiles: int = Field(128, ge=1, description="Most quantiles in a summary datapoint.")
+    max_metric_names: int = Field(
+        10_000, ge=1, description="Distinct metric names tracked by the series limit; new names past it are refused."
+    )
+    max_series_total: int = Field(
+        1_000_000, ge=1, description="Distinct series across all metrics; new series past it are refused."
+    )
+    attribute_cache_bytes: int = Field(
+        32 * 1024 * 1024, ge=0, description="Memory for shared attribute sets, in bytes; the oldest are evicted."
+    )
+    idempotency_cache_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="Memory for recently stored idempotency keys, in bytes (the ledger remembers the rest).",
+    )
+    wal_stuck_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="Age of an unstored write-ahead-log batch at which `/healthz` reports the collector unhealthy.",
+    )
     idempotency_window_hours: int = Field(24, ge=1, description="How long a request's idempotency key is remembered.")
     shutdown_timeout_s: float = Field(
         8.0,

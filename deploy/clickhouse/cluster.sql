@@ -287,3 +287,8 @@ SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 10000;
 CREATE TABLE IF NOT EXISTS vigil_ingest_requests ON CLUSTER `vigil` AS vigil_ingest_requests_local
 ENGINE = Distributed(`vigil`, currentDatabase(), vigil_ingest_requests_local, rand());
 
+-- 005 ingest_ledger_body_digest
+ALTER TABLE vigil_ingest_requests_local ON CLUSTER `vigil` ADD COLUMN IF NOT EXISTS BodySha256 String DEFAULT '';
+
+ALTER TABLE vigil_ingest_requests ON CLUSTER `vigil` ADD COLUMN IF NOT EXISTS BodySha256 String DEFAULT '';
+

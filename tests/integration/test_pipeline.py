@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from collector.arrow import to_arrow
-from collector.errors import QueueFull, StoreUnavailable
+from collector.errors import IdempotencyConflict, QueueFull, StoreUnavailable
 from collector.pipeline import Outcome
 from collector.service import Collector
 from collector.wal import WalEntry
@@ -75,9 +75,16 @@ def test_a_retry_is_acknowledged_without_a_second_copy(clean_store: Store, tmp_p
     # a new process knows nothing in memory: the ledger answers
     fresh = make_collector(clean_store, tmp_path)
     assert ingest(fresh, body).result(10).duplicate
-    assert ingest(fresh, gauge_request(10), key="client-key-1").result(10).stored == 10
-    assert ingest(fresh, gauge_request(3), key="client-key-1").result(10).duplicate, "the key decides"
+    keyed = gauge_request(10, ts=time.time_ns() + 1)
+    assert ingest(fresh, keyed, key="client-key-1").result(10).stored == 10
+    assert ingest(fresh, keyed, key="client-key-1").result(10).duplicate, "the key decides"
+    with pytest.raises(IdempotencyConflict):
+        ingest(fresh, gauge_request(3), key="client-key-1")  # the same key with another body is not a retry
     fresh.close()
+    again = make_collector(clean_store, tmp_path)
+    with pytest.raises(IdempotencyConflict):  # known to the ledger only: refused when its batch is taken
+        ingest(again, gauge_request(3), key="client-key-1").result(10)
+    again.close()
     assert count(clean_store) == 20
     assert count(clean_store, INGEST_LEDGER) == 2
 

@@ -185,6 +185,15 @@ def m004_ingest_ledger(ctx: SchemaContext) -> list[str]:
     )
 
 
+def m005_ledger_body_digest(ctx: SchemaContext) -> list[str]:
+    # The body's SHA-256 beside its key, so a reused Idempotency-Key with another body is refused.
+    column = "ADD COLUMN IF NOT EXISTS BodySha256 String DEFAULT ''"
+    statements = [f"ALTER TABLE {ctx.storage_name(INGEST_LEDGER)}{ctx.on_cluster} {column}"]
+    if ctx.cluster:
+        statements.append(f"ALTER TABLE {INGEST_LEDGER}{ctx.on_cluster} {column}")
+    return statements
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -197,6 +206,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "otel_metric_tables", m002_metric_tables),
     Migration(3, "gauge_rollups_1m_1h", m003_gauge_rollups),
     Migration(4, "ingest_ledger", m004_ingest_ledger),
+    Migration(5, "ingest_ledger_body_digest", m005_ledger_body_digest),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.

@@ -1,0 +1,145 @@
+"""Every value that reaches a typed column is checked, every string and list is limited, caches are bounded."""
+
+import pyarrow as pa
+import pytest
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from collector import convert as cv
+from collector.arrow import to_arrow
+from collector.attributes import AttributeCache
+from collector.convert import Converter, Limits, SeriesLimiter
+from tests.otlp import gauge, request_with, set_attrs
+
+NOW = 1_800_000_000 * 10**9
+
+
+def convert(req, limits: Limits | None = None) -> cv.Conversion:
+    out = Converter(limits or Limits()).convert(req, NOW)
+    assert out.received == out.accepted + sum(out.rejected.values())
+    for cols in out.tables.values():
+        to_arrow(cols)  # whatever was accepted fits its Arrow column
+    return out
+
+
+def one_gauge(**point: object) -> metrics_pb2.Metric:
+    m = gauge("g", [(1.0, {})], ts=NOW)
+    for name, value in point.items():
+        setattr(m.gauge.data_points[0], name, value)
+    return m
+
+
+def test_a_start_time_past_int64_nanoseconds_is_refused_not_sent_to_arrow() -> None:
+    out = convert(request_with([one_gauge(start_time_unix_nano=2**64 - 1), gauge("ok", [(2.0, {})], ts=NOW)]))
+    assert out.rejected == {cv.TIMESTAMP: 1} and out.accepted == 1
+
+
+@pytest.mark.parametrize(
+    ("exemplar", "reason"),
+    [
+        ({"time_unix_nano": 2**64 - 1, "as_double": 1.0}, cv.TIMESTAMP),
+        ({"time_unix_nano": NOW, "as_double": float("nan")}, cv.NON_FINITE),
+        ({"time_unix_nano": NOW, "as_double": float("inf")}, cv.NON_FINITE),
+        ({"time_unix_nano": NOW, "as_double": 1.0, "span_id": b"\x01" * 7}, cv.MALFORMED_POINT),
+        ({"time_unix_nano": NOW, "as_double": 1.0, "trace_id": b"\x01" * 17}, cv.MALFORMED_POINT),
+    ],
+)
+def test_a_bad_exemplar_refuses_its_point_with_a_reason(exemplar: dict, reason: str) -> None:
+    m = gauge("g", [(1.0, {})], ts=NOW)
+    m.gauge.data_points[0].exemplars.add(**exemplar)
+    assert convert(request_with([m])).rejected == {reason: 1}
+
+
+def test_exemplars_are_limited_in_number_and_attributes() -> None:
+    m = gauge("g", [(1.0, {}), (2.0, {"i": "1"})], ts=NOW)
+    for _ in range(3):
+        m.gauge.data_points[0].exemplars.add(time_unix_nano=NOW, as_double=1.0)
+    ex = m.gauge.data_points[1].exemplars.add(time_unix_nano=NOW, as_double=1.0)
+    set_attrs(ex.filtered_attributes, {"user": "x" * 50})
+    out = convert(request_with([m]), Limits(max_exemplars=2, max_value_length=10))
+    assert out.rejected == {cv.EXEMPLAR_LIMIT: 2}
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [("name", "max_name_length"), ("description", "max_description_length"), ("unit", "max_unit_length")],
+)
+def test_metric_strings_past_their_limit_refuse_the_metric(field: str, limit: str) -> None:
+    m = gauge("g", [(1.0, {}), (2.0, {"i": "1"})], ts=NOW)
+    setattr(m, field, "n" * 11)
+    out = convert(request_with([m]), Limits(**{limit: 10}))
+    assert out.rejected == {cv.FIELD_LIMIT: 2} and out.accepted == 0
+
+
+def test_scope_and_schema_strings_are_limited() -> None:
+    req = request_with([gauge("g", [(1.0, {})], ts=NOW)], scope="s" * 20)
+    assert convert(req, Limits(max_scope_field_length=10)).rejected == {cv.FIELD_LIMIT: 1}
+    req = request_with([gauge("g", [(1.0, {})], ts=NOW)])
+    req.resource_metrics[0].schema_url = "u" * 20
+    assert convert(req, Limits(max_scope_field_length=10)).rejected == {cv.FIELD_LIMIT: 1}
+
+
+def test_the_default_name_limit_is_opentelemetrys_255() -> None:
+    assert convert(request_with([gauge("n" * 256, [(1.0, {})], ts=NOW)])).rejected == {cv.FIELD_LIMIT: 1}
+    assert convert(request_with([gauge("n" * 255, [(1.0, {})], ts=NOW)])).accepted == 1
+
+
+def test_histogram_buckets_exp_buckets_and_quantiles_are_limited() -> None:
+    h = metrics_pb2.Metric(name="h")
+    h.histogram.data_points.add(time_unix_nano=NOW, count=5, bucket_counts=[1] * 5, explicit_bounds=[1.0] * 4)
+    e = metrics_pb2.Metric(name="e")
+    ep = e.exponential_histogram.data_points.add(time_unix_nano=NOW, count=5)
+    ep.negative.bucket_counts.extend([1] * 5)
+    q = metrics_pb2.Metric(name="q")
+    qp = q.summary.data_points.add(time_unix_nano=NOW, count=1, sum=1.0)
+    for i in range(5):
+        qp.quantile_values.add(quantile=i / 10, value=1.0)
+    out = convert(request_with([h, e, q]), Limits(max_buckets=4, max_quantiles=4))
+    assert out.rejected == {cv.BUCKET_LIMIT: 3}
+    assert convert(request_with([h, e, q]), Limits(max_buckets=5, max_quantiles=5)).accepted == 3
+
+
+def test_the_attribute_cache_stays_under_its_byte_bound_and_evicts_oldest_first() -> None:
+    cache = AttributeCache(Limits(), capacity_bytes=20_000)
+    sets = []
+    for i in range(100):
+        m = gauge("g", [(1.0, {"k": f"{i:04d}" + "v" * 1000})])
+        sets.append(m.gauge.data_points[0].attributes)
+        assert cache.get(sets[-1]) is not None
+        assert cache.bytes <= 20_000
+    assert 5 < len(cache) < 20, "evicts a few, does not clear wholesale"
+    first = cache.get(sets[0])
+    assert first is not None and first[0]["k"].startswith("0000"), "an evicted set is rebuilt on demand"
+
+
+def test_a_refused_attribute_set_is_never_cached() -> None:
+    cache = AttributeCache(Limits(max_value_length=100))
+    m = gauge("g", [(1.0, {"k": "v" * 101}), (1.0, {"k": "fine"})])
+    assert cache.get(m.gauge.data_points[0].attributes) is None
+    assert len(cache) == 0 and cache.bytes == 0
+    assert cache.get(m.gauge.data_points[1].attributes) is not None and len(cache) == 1
+
+
+def test_the_series_limiter_caps_distinct_metric_names_and_total_series() -> None:
+    limiter = SeriesLimiter(100, max_metric_names=2, max_series_total=3)
+    assert limiter.admit("a", 1) and limiter.admit("b", 1)
+    assert not limiter.admit("c", 1), "a third name is refused"
+    assert len(limiter.current) == 2
+    assert limiter.admit("a", 2)
+    assert not limiter.admit("b", 2), "three series live in all"
+    limiter.roll()
+    assert limiter.admit("a", 1), "live in the previous generation"
+    assert not limiter.admit("c", 1), "a and b are still live names"
+    limiter.roll()
+    limiter.roll()
+    assert limiter.admit("c", 1), "old names aged out"
+
+
+def test_int64_extremes_that_fit_their_columns_are_accepted() -> None:
+    s = metrics_pb2.Metric(name="s")
+    s.sum.data_points.add(time_unix_nano=NOW, start_time_unix_nano=2**63 - 1, as_int=-(2**63))
+    h = metrics_pb2.Metric(name="h")
+    h.histogram.data_points.add(time_unix_nano=NOW, count=2**64 - 1, bucket_counts=[2**64 - 1], sum=1e308)
+    out = convert(request_with([s, h]))
+    assert out.accepted == 2
+    table = to_arrow(out.tables[cv.HISTOGRAM])
+    assert table.column("Count").type == pa.uint64() and table.column("Count")[0].as_py() == 2**64 - 1
