@@ -191,20 +191,18 @@ class SamplingLoop:
         sampled = time.perf_counter()
         telemetry = self.telemetry
         if results:
+            telemetry.set_gauge(n.AGENT_SCRAPE_UP, [(1 if r.ok else 0, {n.LLM_ENDPOINT: r.endpoint}) for r in results])
             telemetry.set_gauge(
-                n.AGENT_SCRAPE_UP.name, [(1 if r.ok else 0, {n.LLM_ENDPOINT: r.endpoint}) for r in results]
-            )
-            telemetry.set_gauge(
-                n.AGENT_SCRAPE_DURATION.name, [(r.duration_s, {n.LLM_ENDPOINT: r.endpoint}) for r in results]
+                n.AGENT_SCRAPE_DURATION, [(r.duration_s, {n.LLM_ENDPOINT: r.endpoint}) for r in results]
             )
         else:
-            telemetry.set_gauge(n.AGENT_SCRAPE_UP.name, [])
-            telemetry.set_gauge(n.AGENT_SCRAPE_DURATION.name, [])
+            telemetry.set_gauge(n.AGENT_SCRAPE_UP, [])
+            telemetry.set_gauge(n.AGENT_SCRAPE_DURATION, [])
         if self.cycle_us:
-            telemetry.set_gauge(n.AGENT_CYCLE_DURATION.name, [(self.cycle_us[-1] / 1e6, {})])
+            telemetry.set_gauge(n.AGENT_CYCLE_DURATION, [(self.cycle_us[-1] / 1e6, {})])
         spool = self.exporter.spool
-        telemetry.set_gauge(n.AGENT_SPOOL_BATCHES.name, [(len(spool), {})])
-        telemetry.set_gauge(n.AGENT_SPOOL_BYTES.name, [(spool.bytes, {})])
+        telemetry.set_gauge(n.AGENT_SPOOL_BATCHES, [(len(spool), {})])
+        telemetry.set_gauge(n.AGENT_SPOOL_BYTES, [(spool.bytes, {})])
         data = telemetry.collect(snapshot, [m for r in results for m in r.metrics])
         self.exporter.submit(data)
         done = time.perf_counter()

@@ -340,7 +340,7 @@ def probe(config: AgentConfig, as_json: bool) -> int:
                     "ok": result.ok,
                     "engine": result.engine,
                     "error": result.error,
-                    "common": dict(sorted(result.common.items())),
+                    "common": dict(sorted((m.name, v) for m, v in result.common.items())),
                 }
             )
     finally:

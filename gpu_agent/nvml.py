@@ -126,14 +126,14 @@ class Simple(Field):
 
 def _one(metric: n.Metric, scale: float = 1.0) -> Callable[[Any, Attributes, Snapshot], None]:
     def emit(value: Any, attrs: Attributes, out: Snapshot) -> None:
-        out.add(metric.name, value * scale if scale != 1.0 else value, attrs)
+        out.add(metric, value * scale if scale != 1.0 else value, attrs)
 
     return emit
 
 
 def _emit_utilization(value: Any, attrs: Attributes, out: Snapshot) -> None:
-    out.add(n.GPU_UTILIZATION.name, value.gpu, attrs)
-    out.add(n.GPU_MEMORY_UTILIZATION.name, value.memory, attrs)
+    out.add(n.GPU_UTILIZATION, value.gpu, attrs)
+    out.add(n.GPU_MEMORY_UTILIZATION, value.memory, attrs)
 
 
 def _read_memory(handle: Any) -> Any:
@@ -146,12 +146,12 @@ def _read_memory(handle: Any) -> Any:
 
 
 def _emit_memory(value: Any, attrs: Attributes, out: Snapshot) -> None:
-    out.add(n.GPU_MEMORY_USED.name, value.used, attrs)
-    out.add(n.GPU_MEMORY_FREE.name, value.free, attrs)
-    out.add(n.GPU_MEMORY_TOTAL.name, value.total, attrs)
+    out.add(n.GPU_MEMORY_USED, value.used, attrs)
+    out.add(n.GPU_MEMORY_FREE, value.free, attrs)
+    out.add(n.GPU_MEMORY_TOTAL, value.total, attrs)
     reserved = getattr(value, "reserved", None)
     if reserved is not None:
-        out.add(n.GPU_MEMORY_RESERVED.name, reserved, attrs)
+        out.add(n.GPU_MEMORY_RESERVED, reserved, attrs)
 
 
 def _read_reasons(handle: Any) -> int:
@@ -174,12 +174,12 @@ class ClockEventReasons(Field):
         return _read_reasons(dev.handle)
 
     def emit(self, value: Any, dev: Device, out: Snapshot, backend: NvmlBackend) -> None:
-        out.add(n.GPU_CLOCK_EVENT_REASONS.name, value, dev.attributes)
+        out.add(n.GPU_CLOCK_EVENT_REASONS, value, dev.attributes)
         cached = dev.state.get("reason_attrs")
         if cached is None or cached[0] is not dev.attributes:
             cached = dev.state["reason_attrs"] = (dev.attributes, reason_attributes(dev.attributes))
         for bit, attrs in cached[1]:
-            out.add(n.GPU_CLOCK_EVENT_REASON_ACTIVE.name, 1 if value & bit else 0, attrs)
+            out.add(n.GPU_CLOCK_EVENT_REASON_ACTIVE, 1 if value & bit else 0, attrs)
 
 
 def _read_encoder(handle: Any) -> int:
@@ -220,10 +220,10 @@ class Ecc(Field):
     )
     _COUNTERS = (("volatile", "NVML_VOLATILE_ECC"), ("aggregate", "NVML_AGGREGATE_ECC"))
 
-    def read(self, dev: Device) -> list[tuple[str, str, int]]:
+    def read(self, dev: Device) -> list[tuple[n.Metric, str, int]]:
         return [
             (
-                metric.name,
+                metric,
                 counter,
                 pynvml.nvmlDeviceGetTotalEccErrors(dev.handle, getattr(pynvml, et), getattr(pynvml, ct)),
             )
@@ -238,10 +238,10 @@ class Ecc(Field):
 
 def _emit_remapped(value: Any, attrs: Attributes, out: Snapshot) -> None:
     corrected, uncorrected, pending, failure = value
-    out.add(n.GPU_REMAPPED_CORRECTABLE.name, corrected, attrs)
-    out.add(n.GPU_REMAPPED_UNCORRECTABLE.name, uncorrected, attrs)
-    out.add(n.GPU_REMAPPED_PENDING.name, 1 if pending else 0, attrs)
-    out.add(n.GPU_REMAPPED_FAILURE.name, 1 if failure else 0, attrs)
+    out.add(n.GPU_REMAPPED_CORRECTABLE, corrected, attrs)
+    out.add(n.GPU_REMAPPED_UNCORRECTABLE, uncorrected, attrs)
+    out.add(n.GPU_REMAPPED_PENDING, 1 if pending else 0, attrs)
+    out.add(n.GPU_REMAPPED_FAILURE, 1 if failure else 0, attrs)
 
 
 def _read_pcie(handle: Any) -> tuple[int, int]:
@@ -253,8 +253,8 @@ def _read_pcie(handle: Any) -> tuple[int, int]:
 
 
 def _emit_pcie(value: Any, attrs: Attributes, out: Snapshot) -> None:
-    out.add(n.GPU_PCIE_TX.name, value[0] * 1024, attrs)  # NVML gives KB/s
-    out.add(n.GPU_PCIE_RX.name, value[1] * 1024, attrs)
+    out.add(n.GPU_PCIE_TX, value[0] * 1024, attrs)  # NVML gives KB/s
+    out.add(n.GPU_PCIE_RX, value[1] * 1024, attrs)
 
 
 class Processes(Field):
@@ -266,13 +266,13 @@ class Processes(Field):
         return pynvml.nvmlDeviceGetComputeRunningProcesses(dev.handle)
 
     def emit(self, value: Any, dev: Device, out: Snapshot, backend: NvmlBackend) -> None:
-        out.add(n.GPU_PROCESSES.name, len(value), dev.attributes)
+        out.add(n.GPU_PROCESSES, len(value), dev.attributes)
         for proc in value:
             used = getattr(proc, "usedGpuMemory", None)
             if used is None:  # not available (WDDM, some MIG setups): no reading rather than a false 0
                 continue
             attrs = {**dev.attributes, **backend.attribution.process(int(proc.pid))}
-            out.add(n.GPU_PROCESS_MEMORY.name, used, attrs)
+            out.add(n.GPU_PROCESS_MEMORY, used, attrs)
 
 
 @dataclass(frozen=True)
@@ -335,7 +335,7 @@ class Gpm(Field):
         dev.state["gpm"] = samples
         self._sample(dev, samples[0])
 
-    def read(self, dev: Device) -> list[tuple[str, float]]:
+    def read(self, dev: Device) -> list[tuple[n.Metric, float]]:
         previous, current = dev.state["gpm"]
         self._sample(dev, current)
         request = pynvml.c_nvmlGpmMetricsGet_t()
@@ -348,7 +348,7 @@ class Gpm(Field):
         pynvml.nvmlGpmMetricsGet(request)
         dev.state["gpm"] = [current, previous]  # the newer sample is the next cycle's baseline
         return [
-            (metric.name, request.metrics[i].value / 100.0)
+            (metric, request.metrics[i].value / 100.0)
             for i, (_, metric) in enumerate(self.METRICS)
             if request.metrics[i].nvmlReturn == pynvml.NVML_SUCCESS
         ]
@@ -729,16 +729,16 @@ class NvmlBackend:
             self._apply_assignments()
         for dev in self.devices:
             if dev.lost:
-                out.add(n.GPU_UP.name, 0, dev.attributes)
+                out.add(n.GPU_UP, 0, dev.attributes)
                 continue
             self._sample_device(dev, out, slow)
-            out.add(n.GPU_UP.name, 0 if dev.lost else 1, dev.attributes)
+            out.add(n.GPU_UP, 0 if dev.lost else 1, dev.attributes)
         with self._xid_lock:
             xids = list(self._xids.items())
         for (key, code), count in xids:
             dev = next((d for d in self.devices if d.key == key), None)
             if dev is not None:
-                out.add(n.GPU_XID_ERRORS.name, count, {**dev.attributes, n.XID: str(code)})
+                out.add(n.GPU_XID_ERRORS, count, {**dev.attributes, n.XID: str(code)})
 
     def _sample_device(self, dev: Device, out: Snapshot, slow: bool) -> None:
         for f in dev.fields:
@@ -763,7 +763,7 @@ class NvmlBackend:
             return
         for spec, fv in zip(values, result, strict=False):
             if fv.nvmlReturn == pynvml.NVML_SUCCESS:
-                out.add(spec.metric.name, field_value(fv) * spec.scale, dev.attributes)
+                out.add(spec.metric, field_value(fv) * spec.scale, dev.attributes)
 
     def _field_failed(self, dev: Device, name: str, exc: pynvml.NVMLError) -> bool:
         """Record a run-time failure; return True when the device is lost (stop sampling it)."""
