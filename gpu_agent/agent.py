@@ -7,7 +7,7 @@ Threads and what joins them:
   never blocks it. K cycles (`--cycles K`) are K collections: K points per series.
 - otlp-export: posts batches, spools what fails and replays the spool (`gpu_agent.export`);
 - one scrape thread per `--scrape` URL (`gpu_agent.scrape`);
-- xid-events: NVML's event set (`gpu_agent.nvml`);
+- xid-events: NVML's event set (`gpu_agent.xid`);
 - control: the local HTTP endpoint, when `--control` is given (`gpu_agent.control`).
 """
 

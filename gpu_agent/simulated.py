@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpu_agent.model import DeviceInfo, Fault, FaultKind, FieldProbe, Load, ProbeReport, Snapshot, Support
-from gpu_agent.nvml import reason_attributes
+from gpu_agent.nvml_fields import reason_attributes
 from vigil import names as n
 from vigil.logs import event
 
