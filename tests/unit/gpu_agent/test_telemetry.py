@@ -10,8 +10,9 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics.export import MetricsData, Sum
 
-from gpu_agent.agent import AgentConfig, SamplingLoop, resource_attributes
+from gpu_agent.agent import SamplingLoop, resource_attributes
 from gpu_agent.model import ProbeReport, Snapshot
+from gpu_agent.settings import AgentSettings
 from gpu_agent.simulated import SimulatedBackend
 from gpu_agent.spool import MemorySpool
 from gpu_agent.telemetry import StartTimes, Telemetry, count_points
@@ -102,10 +103,10 @@ def test_start_times_forget_series_that_went_away() -> None:
 
 def test_simulated_data_carries_vigil_simulated_true_and_real_data_false() -> None:
     report = ProbeReport("simulated", {n.AGENT_BACKEND: "simulated"}, [])
-    config = AgentConfig(labels={"team": "inference", "cluster": "eu-1"}, hostname="node-7")
+    config = AgentSettings(labels={"team": "inference", "k8s.cluster.name": "eu-1"}, hostname="node-7")
     attrs = resource_attributes(config, report, simulated=True)
     assert attrs[n.SIMULATED] == "true"
-    assert attrs[n.HOST_NAME] == "node-7" and attrs["team"] == "inference" and attrs["cluster"] == "eu-1"
+    assert attrs[n.HOST_NAME] == "node-7" and attrs["team"] == "inference" and attrs["k8s.cluster.name"] == "eu-1"
     assert attrs["service.name"] == "vigil-gpu-agent"
     assert resource_attributes(config, report, simulated=False)[n.SIMULATED] == "false"
 
@@ -123,7 +124,7 @@ class Collecting:
 
 def test_k_cycles_are_k_collections_with_one_point_per_gpu_each() -> None:
     backend = SimulatedBackend(4, "node-1", seed=3)
-    t = Telemetry(resource_attributes(AgentConfig(), backend.start(), True))
+    t = Telemetry(resource_attributes(AgentSettings(), backend.start(), True))
     exporter = Collecting()
     loop = SamplingLoop(backend, t, exporter, [], 0.001, slow_interval_s=0.003, probe_interval_s=0)  # type: ignore[arg-type]
     assert loop.run(7, threading.Event()) == 7
