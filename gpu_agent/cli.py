@@ -1,8 +1,10 @@
 """`vigil agent`: the GPU agent's command line, and how `vigil up` runs it as a child process.
 
 `vigil agent ...` re-executes itself as `python -m gpu_agent ...` before doing anything: `vigil`'s
-own command line imports the store, pydantic and friends (about 75 MB resident), which an agent on
-every GPU node has no use for. The child `vigil up` starts runs `python -m gpu_agent` directly.
+own command line imports the store, the web server and friends, which an agent on every GPU node
+has no use for. The child `vigil up` starts runs `python -m gpu_agent` directly. The flags come from
+`AgentSettings` (`gpu_agent/settings.py`), whose pydantic-settings import is the one library the
+agent carries for its command line (about 10 MB resident).
 """
 
 from __future__ import annotations
