@@ -7,7 +7,7 @@ Threads and what joins them:
   never blocks it. K cycles (`--cycles K`) are K collections: K points per series.
 - otlp-export: posts batches, spools what fails and replays the spool (`gpu_agent.export`);
 - one scrape thread per `--scrape` URL (`gpu_agent.scrape`);
-- xid-events: NVML's event set (`gpu_agent.nvml`);
+- xid-events: NVML's event set (`gpu_agent.xid`);
 - control: the local HTTP endpoint, when `--control` is given (`gpu_agent.control`).
 """
 
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import statistics
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,14 +26,17 @@ import vigil
 from gpu_agent.attribution import Attribution
 from gpu_agent.control import ControlServer
 from gpu_agent.export import Exporter, Poster
-from gpu_agent.model import Fault, Load, ProbeReport, Snapshot
+from gpu_agent.model import Load, ProbeReport, Snapshot
 from gpu_agent.scrape import ScrapeLoop, ScrapeResult, Target
+from gpu_agent.settings import AgentSettings
 from gpu_agent.spool import DiskSpool, MemorySpool, Spool
 from gpu_agent.telemetry import Telemetry
 from vigil import names as n
 from vigil.logs import event
 
 log = logging.getLogger(__name__)
+
+MAX_BATCH_AGE_S = 13 * 86400.0  # the collector refuses points older than 14 days
 
 
 class Backend(Protocol):
@@ -55,36 +56,7 @@ class Backend(Protocol):
     def lost_gpus(self) -> list[str]: ...
 
 
-@dataclass
-class AgentConfig:
-    collector: str = ""
-    token: str | None = None
-    simulate: int | None = None
-    simulate_if_no_gpu: int | None = None
-    interval_s: float = 1.0
-    slow_interval_s: float = 10.0
-    probe_interval_s: float = 300.0
-    cycles: int | None = None
-    scrape: list[str] = field(default_factory=list)
-    scrape_interval_s: float = 5.0
-    scrape_timeout_s: float = 3.0
-    spool: Path | None = None
-    spool_max_bytes: int = 256 * 1024 * 1024
-    drain_timeout_s: float = 30.0
-    export_timeout_s: float = 10.0
-    max_age_s: float = 13 * 86400.0
-    labels: dict[str, str] = field(default_factory=dict)
-    hostname: str = field(default_factory=socket.gethostname)
-    faults: list[Fault] = field(default_factory=list)
-    control: tuple[str, int] | None = None
-    control_file: Path | None = None
-    proc_root: Path = Path("/proc")
-    pod_resources_socket: Path | None = None
-    ca_file: str | None = None
-    seed: int | None = None
-
-
-def start_backend(config: AgentConfig) -> tuple[Backend, ProbeReport]:
+def start_backend(config: AgentSettings) -> tuple[Backend, ProbeReport]:
     """The simulated backend with `--simulate`, else NVML, falling back to simulated GPUs where NVML
     does not answer and `--simulate-if-no-gpu N` asks for it. Raises BackendUnavailable otherwise."""
     from gpu_agent.model import BackendUnavailable
@@ -112,7 +84,7 @@ def start_backend(config: AgentConfig) -> tuple[Backend, ProbeReport]:
     return backend, backend.start()
 
 
-def resource_attributes(config: AgentConfig, report: ProbeReport, simulated: bool) -> dict[str, str]:
+def resource_attributes(config: AgentSettings, report: ProbeReport, simulated: bool) -> dict[str, str]:
     return {
         **config.labels,
         "service.name": "vigil-gpu-agent",
@@ -191,20 +163,18 @@ class SamplingLoop:
         sampled = time.perf_counter()
         telemetry = self.telemetry
         if results:
+            telemetry.set_gauge(n.AGENT_SCRAPE_UP, [(1 if r.ok else 0, {n.LLM_ENDPOINT: r.endpoint}) for r in results])
             telemetry.set_gauge(
-                n.AGENT_SCRAPE_UP.name, [(1 if r.ok else 0, {n.LLM_ENDPOINT: r.endpoint}) for r in results]
-            )
-            telemetry.set_gauge(
-                n.AGENT_SCRAPE_DURATION.name, [(r.duration_s, {n.LLM_ENDPOINT: r.endpoint}) for r in results]
+                n.AGENT_SCRAPE_DURATION, [(r.duration_s, {n.LLM_ENDPOINT: r.endpoint}) for r in results]
             )
         else:
-            telemetry.set_gauge(n.AGENT_SCRAPE_UP.name, [])
-            telemetry.set_gauge(n.AGENT_SCRAPE_DURATION.name, [])
+            telemetry.set_gauge(n.AGENT_SCRAPE_UP, [])
+            telemetry.set_gauge(n.AGENT_SCRAPE_DURATION, [])
         if self.cycle_us:
-            telemetry.set_gauge(n.AGENT_CYCLE_DURATION.name, [(self.cycle_us[-1] / 1e6, {})])
+            telemetry.set_gauge(n.AGENT_CYCLE_DURATION, [(self.cycle_us[-1] / 1e6, {})])
         spool = self.exporter.spool
-        telemetry.set_gauge(n.AGENT_SPOOL_BATCHES.name, [(len(spool), {})])
-        telemetry.set_gauge(n.AGENT_SPOOL_BYTES.name, [(spool.bytes, {})])
+        telemetry.set_gauge(n.AGENT_SPOOL_BATCHES, [(len(spool), {})])
+        telemetry.set_gauge(n.AGENT_SPOOL_BYTES, [(spool.bytes, {})])
         data = telemetry.collect(snapshot, [m for r in results for m in r.metrics])
         self.exporter.submit(data)
         done = time.perf_counter()
@@ -243,7 +213,7 @@ class SamplingLoop:
         return {**stats(self.sample_us, "sample"), **stats(self.cycle_us, "cycle")}
 
 
-def open_spool(config: AgentConfig) -> Spool:
+def open_spool(config: AgentSettings) -> Spool:
     if config.spool is None:
         return MemorySpool(config.spool_max_bytes)
     return DiskSpool(config.spool, config.spool_max_bytes)
@@ -260,7 +230,7 @@ class AgentError(Exception):
     """The agent could not do what it was asked; the message says what and what to do."""
 
 
-def run(config: AgentConfig, stop: threading.Event) -> dict[str, Any]:
+def run(config: AgentSettings, stop: threading.Event) -> dict[str, Any]:
     """Run until `stop` is set or `config.cycles` are done, then drain. Returns the summary;
     raises AgentError when batches could not be delivered."""
     spool = open_spool(config)
@@ -271,20 +241,20 @@ def run(config: AgentConfig, stop: threading.Event) -> dict[str, Any]:
         raise
     telemetry = Telemetry(resource_attributes(config, report, backend.simulated))
     exporter = Exporter(
-        Poster(config.collector, config.token, config.export_timeout_s, config.ca_file),
+        Poster(config.collector, config.token or None, config.export_timeout, config.ca_file),
         spool,
         telemetry,
-        max_age_s=config.max_age_s,
+        max_age_s=MAX_BATCH_AGE_S,
     )
-    scrapers = [ScrapeLoop(Target(url, config.scrape_timeout_s), config.scrape_interval_s) for url in config.scrape]
+    scrapers = [ScrapeLoop(Target(url, config.scrape_timeout), config.scrape_interval) for url in config.scrape]
     loop = SamplingLoop(
         backend,
         telemetry,
         exporter,
         scrapers,
-        config.interval_s,
-        config.slow_interval_s,
-        config.probe_interval_s,
+        config.interval,
+        config.slow_interval,
+        config.probe_interval,
     )
     control: ControlServer | None = None
     drained = False
@@ -305,13 +275,13 @@ def run(config: AgentConfig, stop: threading.Event) -> dict[str, Any]:
             spool=config.spool or "memory",
             spooled_batches=len(spool),
             scrape=",".join(config.scrape) or "none",
-            interval_s=config.interval_s,
+            interval_s=config.interval,
             control=control.url if control else "off",
         )
         loop.run(config.cycles, stop)
         for scraper in scrapers:  # no new engine data while draining
             scraper.stop()
-        drained = exporter.drain(config.drain_timeout_s)
+        drained = exporter.drain(config.drain_timeout)
     finally:
         for scraper in scrapers:
             scraper.stop()
@@ -343,7 +313,7 @@ def run(config: AgentConfig, stop: threading.Event) -> dict[str, Any]:
         )
         raise AgentError(
             f"could not deliver {left_batches} batches ({left_bytes} bytes) to {config.collector} within "
-            f"--drain-timeout {config.drain_timeout_s:g} s (last error: {stats.last_error or 'none'}); {where}"
+            f"--drain-timeout {config.drain_timeout:g} s (last error: {stats.last_error or 'none'}); {where}"
         )
     if stats.dropped:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats.dropped.items()))
@@ -353,13 +323,13 @@ def run(config: AgentConfig, stop: threading.Event) -> dict[str, Any]:
     return summary
 
 
-def _control(config: AgentConfig, loop: SamplingLoop, backend: Backend, exporter: Exporter) -> ControlServer | None:
+def _control(config: AgentSettings, loop: SamplingLoop, backend: Backend, exporter: Exporter) -> ControlServer | None:
     if config.control is None:
         return None
 
     def health() -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - loop.last_cycle_at
-        ok = age <= max(3 * config.interval_s, 5.0)
+        ok = age <= max(3 * config.interval, 5.0)
         return ok, {
             "status": "ok" if ok else "stalled",
             "backend": backend.name,

@@ -1,8 +1,9 @@
 """What the backends hand to the exporter: one cycle's readings, the probe report, faults, load.
 
-A `Snapshot` maps a catalogue metric name to its readings of this cycle, each a value and the
-attributes of its series. Backends fill it; the OTel instruments read it during the cycle's one
-collection. Nothing here touches NVML, the network or the clock.
+A `Snapshot` maps a catalogue `Metric` (the object, not its name: no lookup can miss) to its
+readings of this cycle, each a value and the attributes of its series. Backends fill it; the OTel
+instruments read it during the cycle's one collection. Nothing here touches NVML, the network or
+the clock.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from vigil.names import Metric
+
 Attributes = Mapping[str, str]
 Reading = tuple[float, Attributes]
 
 
-class Snapshot(dict[str, list[Reading]]):
-    """Readings of one cycle by metric name."""
+class Snapshot(dict[Metric, list[Reading]]):
+    """Readings of one cycle by catalogue metric."""
 
-    def add(self, metric: str, value: float, attributes: Attributes) -> None:
+    def add(self, metric: Metric, value: float, attributes: Attributes) -> None:
         readings = self.get(metric)
         if readings is None:
             self[metric] = [(value, attributes)]

@@ -4,7 +4,8 @@ Each target is scraped on its own thread at its own interval, so a slow engine n
 NVML sampling; the sampling loop picks up the finished scrapes once per cycle.
 
 Conversion (pure, tested on recorded texts):
-- the engine is detected from its metric names (`vigil.names.detect_engine`);
+- the engine is detected from its metric names, and mapped onto the common names, by the rules
+  of `gpu_agent.engines`;
 - every family is also emitted raw under its own name (counters without `_total`, as the OTel
   Prometheus receiver names them), with its labels plus `llm.engine` and `llm.endpoint`;
 - histograms stay histograms: cumulative `le` buckets become OTLP bucket counts and bounds;
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, Sum
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpu_agent.engines import Engine, Part, detect_engine
 from gpu_agent.model import Load
 from gpu_agent.telemetry import CUMULATIVE, StartTimes, finite
 from vigil import names as n
@@ -58,7 +60,7 @@ class ScrapeResult:
     metrics: list[Metric] = field(default_factory=list)
     load: Load | None = None
     error: str = ""
-    common: dict[str, float] = field(default_factory=dict)  # common name -> summed value (gauges, counters)
+    common: dict[n.Metric, float] = field(default_factory=dict)  # common metric -> summed value (gauges, counters)
 
 
 # ---- parsing ---------------------------------------------------------------------------------------
@@ -161,9 +163,9 @@ class Converter:
         self.starts = StartTimes(forget_after=100)
         self._warned: set[str] = set()
 
-    def convert(self, families: list[Any], now_ns: int) -> tuple[list[Metric], n.Engine | None, dict[str, float]]:
+    def convert(self, families: list[Any], now_ns: int) -> tuple[list[Metric], Engine | None, dict[n.Metric, float]]:
         names = {f.name for f in families}
-        engine = n.detect_engine(names)
+        engine = detect_engine(names)
         identity = {n.LLM_ENGINE: engine.name if engine else "unknown", n.LLM_ENDPOINT: self.endpoint}
         process_start = next(
             (float(f.samples[0].value) for f in families if f.name == "process_start_time_seconds" and f.samples),
@@ -187,7 +189,7 @@ class Converter:
                 break
             grouped[family.name] = (family, series)
             out.extend(self._raw(family, series, identity, now_ns, first_seen))
-        common: dict[str, float] = {}
+        common: dict[n.Metric, float] = {}
         if engine is not None:
             out.extend(self._common(engine, grouped, identity, now_ns, first_seen, common))
         self.starts.sweep()
@@ -269,15 +271,15 @@ class Converter:
 
     def _common(
         self,
-        engine: n.Engine,
+        engine: Engine,
         grouped: dict[str, tuple[Any, list[_Series]]],
         identity: dict[str, str],
         now_ns: int,
         first_seen: int,
-        totals: dict[str, float],
+        totals: dict[n.Metric, float],
     ) -> list[Metric]:
-        numbers: dict[str, dict[Labels, list[Any]]] = {}  # target -> attrs -> [value, start, is_counter]
-        histograms: dict[str, list[HistogramDataPoint]] = {}
+        numbers: dict[n.Metric, dict[Labels, list[Any]]] = {}  # target -> attrs -> [value, start, attrs]
+        histograms: dict[n.Metric, list[HistogramDataPoint]] = {}
         for rule in engine.rules:
             found = grouped.get(rule.source)
             if found is None:
@@ -285,7 +287,7 @@ class Converter:
             family, series = found
             match = dict(rule.match)
             renames = dict(rule.labels)
-            spec = n.CATALOGUE[rule.target]
+            spec = rule.target
             for s in series:
                 labels = dict(s.labels)
                 if any(labels.get(k) != v for k, v in match.items()):
@@ -304,7 +306,7 @@ class Converter:
                     if point is not None:
                         histograms.setdefault(rule.target, []).append(point)
                     continue
-                if rule.part is n.Part.SUM:
+                if rule.part is Part.SUM:
                     value = s.sum * rule.scale
                     start = self._start((family.name, s.labels, "sum"), value, now_ns, first_seen, s.created)
                 else:
@@ -324,16 +326,14 @@ class Converter:
                     slot[0] += value
                     slot[1] = min(slot[1], start) if start else slot[1]
         out: list[Metric] = []
-        for target, by_attrs in numbers.items():
-            spec = n.CATALOGUE[target]
+        for spec, by_attrs in numbers.items():
             counter = spec.kind is n.Kind.COUNTER
             points = [NumberDataPoint(a, start if counter else 0, now_ns, v) for v, start, a in by_attrs.values()]
-            totals[target] = sum(p.value for p in points)
+            totals[spec] = sum(p.value for p in points)
             data: Any = Sum(points, CUMULATIVE, True) if counter else Gauge(points)
-            out.append(Metric(target, spec.description, spec.unit, data))
-        for target, points in histograms.items():
-            spec = n.CATALOGUE[target]
-            out.append(Metric(target, spec.description, spec.unit, Histogram(points, CUMULATIVE)))
+            out.append(Metric(spec.name, spec.description, spec.unit, data))
+        for spec, points in histograms.items():
+            out.append(Metric(spec.name, spec.description, spec.unit, Histogram(points, CUMULATIVE)))
         return out
 
     def _warn_once(self, what: str, message: str) -> None:
@@ -342,13 +342,13 @@ class Converter:
             event(log, "scrape_warning", level=logging.WARNING, endpoint=self.endpoint, problem=message)
 
 
-def load_of(common: dict[str, float], kv_usage: float | None = None) -> Load | None:
-    if n.LLM_RUNNING.name not in common and n.LLM_WAITING.name not in common:
+def load_of(common: dict[n.Metric, float], kv_usage: float | None = None) -> Load | None:
+    if n.LLM_RUNNING not in common and n.LLM_WAITING not in common:
         return None
     return Load(
-        running=common.get(n.LLM_RUNNING.name, 0.0),
-        waiting=common.get(n.LLM_WAITING.name, 0.0),
-        kv_cache_usage=kv_usage if kv_usage is not None else common.get(n.LLM_KV_USAGE.name, 0.0),
+        running=common.get(n.LLM_RUNNING, 0.0),
+        waiting=common.get(n.LLM_WAITING, 0.0),
+        kv_cache_usage=kv_usage if kv_usage is not None else common.get(n.LLM_KV_USAGE, 0.0),
     )
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpu_agent.model import DeviceInfo, Fault, FaultKind, FieldProbe, Load, ProbeReport, Snapshot, Support
-from gpu_agent.nvml import reason_attributes
+from gpu_agent.nvml_fields import reason_attributes
 from vigil import names as n
 from vigil.logs import event
 
@@ -306,62 +306,62 @@ class SimulatedBackend:
         a = gpu.attributes
         add = out.add
         if gpu.lost:
-            add(n.GPU_UP.name, 0, a)
+            add(n.GPU_UP, 0, a)
             self._emit_xids(gpu, out)
             return
         self._step(gpu, now, dt)
         u = gpu.utilization
-        add(n.GPU_UP.name, 1, a)
-        add(n.GPU_UTILIZATION.name, round(u), a)
-        add(n.GPU_MEMORY_UTILIZATION.name, round(u * 0.6), a)
-        add(n.GPU_ENCODER_UTILIZATION.name, 0, a)
-        add(n.GPU_DECODER_UTILIZATION.name, 0, a)
+        add(n.GPU_UP, 1, a)
+        add(n.GPU_UTILIZATION, round(u), a)
+        add(n.GPU_MEMORY_UTILIZATION, round(u * 0.6), a)
+        add(n.GPU_ENCODER_UTILIZATION, 0, a)
+        add(n.GPU_DECODER_UTILIZATION, 0, a)
         used = int(gpu.memory_used)
-        add(n.GPU_MEMORY_USED.name, used, a)
-        add(n.GPU_MEMORY_FREE.name, MEMORY_TOTAL - MEMORY_RESERVED - used, a)
-        add(n.GPU_MEMORY_RESERVED.name, MEMORY_RESERVED, a)
-        add(n.GPU_MEMORY_TOTAL.name, MEMORY_TOTAL, a)
-        add(n.GPU_CLOCK_SM.name, gpu.sm_clock, a)
-        add(n.GPU_CLOCK_MEMORY.name, MEM_CLOCK, a)
-        add(n.GPU_TEMPERATURE.name, round(gpu.temperature), a)
-        add(n.GPU_MEMORY_TEMPERATURE.name, round(gpu.memory_temperature), a)
-        add(n.GPU_POWER_DRAW.name, round(gpu.power, 3), a)
-        add(n.GPU_POWER_INSTANT.name, round(gpu.power + self.rng.gauss(0.0, 8.0), 3), a)
-        add(n.GPU_ENERGY.name, round(gpu.energy_j, 3), a)
-        add(n.GPU_PCIE_REPLAY.name, 0, a)
-        add(n.GPU_CLOCK_EVENT_REASONS.name, gpu.reasons, a)
+        add(n.GPU_MEMORY_USED, used, a)
+        add(n.GPU_MEMORY_FREE, MEMORY_TOTAL - MEMORY_RESERVED - used, a)
+        add(n.GPU_MEMORY_RESERVED, MEMORY_RESERVED, a)
+        add(n.GPU_MEMORY_TOTAL, MEMORY_TOTAL, a)
+        add(n.GPU_CLOCK_SM, gpu.sm_clock, a)
+        add(n.GPU_CLOCK_MEMORY, MEM_CLOCK, a)
+        add(n.GPU_TEMPERATURE, round(gpu.temperature), a)
+        add(n.GPU_MEMORY_TEMPERATURE, round(gpu.memory_temperature), a)
+        add(n.GPU_POWER_DRAW, round(gpu.power, 3), a)
+        add(n.GPU_POWER_INSTANT, round(gpu.power + self.rng.gauss(0.0, 8.0), 3), a)
+        add(n.GPU_ENERGY, round(gpu.energy_j, 3), a)
+        add(n.GPU_PCIE_REPLAY, 0, a)
+        add(n.GPU_CLOCK_EVENT_REASONS, gpu.reasons, a)
         for bit, attrs in gpu.reason_attrs:
-            add(n.GPU_CLOCK_EVENT_REASON_ACTIVE.name, 1 if gpu.reasons & bit else 0, attrs)
+            add(n.GPU_CLOCK_EVENT_REASON_ACTIVE, 1 if gpu.reasons & bit else 0, attrs)
         for policy, seconds in gpu.violations.items():
-            add(n.GPU_VIOLATIONS[policy].name, round(seconds, 6), a)
-        add(n.GPU_NVLINK_TX.name, int(gpu.nvlink_tx), a)
-        add(n.GPU_NVLINK_RX.name, int(gpu.nvlink_rx), a)
+            add(n.GPU_VIOLATIONS[policy], round(seconds, 6), a)
+        add(n.GPU_NVLINK_TX, int(gpu.nvlink_tx), a)
+        add(n.GPU_NVLINK_RX, int(gpu.nvlink_rx), a)
         ratio = u / 100.0
-        add(n.GPU_SM_ACTIVE.name, round(ratio * 0.85, 4), a)
-        add(n.GPU_SM_OCCUPANCY.name, round(ratio * 0.5, 4), a)
-        add(n.GPU_TENSOR_ACTIVE.name, round(ratio * 0.45, 4), a)
-        add(n.GPU_DRAM_ACTIVE.name, round(ratio * 0.55, 4), a)
+        add(n.GPU_SM_ACTIVE, round(ratio * 0.85, 4), a)
+        add(n.GPU_SM_OCCUPANCY, round(ratio * 0.5, 4), a)
+        add(n.GPU_TENSOR_ACTIVE, round(ratio * 0.45, 4), a)
+        add(n.GPU_DRAM_ACTIVE, round(ratio * 0.55, 4), a)
         self._emit_xids(gpu, out)
         if not slow:
             return
-        add(n.GPU_POWER_LIMIT.name, POWER_LIMIT_W, a)
+        add(n.GPU_POWER_LIMIT, POWER_LIMIT_W, a)
         for (kind, counter), count in gpu.ecc.items():
             metric = n.GPU_ECC_CORRECTED if kind == "corrected" else n.GPU_ECC_UNCORRECTED
-            add(metric.name, count, {**a, n.ECC_COUNTER: counter})
-        add(n.GPU_REMAPPED_CORRECTABLE.name, gpu.remapped_correctable, a)
-        add(n.GPU_REMAPPED_UNCORRECTABLE.name, gpu.remapped_uncorrectable, a)
-        add(n.GPU_REMAPPED_PENDING.name, 1 if gpu.remap_pending else 0, a)
-        add(n.GPU_REMAPPED_FAILURE.name, 0, a)
-        add(n.GPU_RECOVERY_ACTION.name, 1 if gpu.remap_pending else 0, a)
-        add(n.GPU_PCIE_TX.name, int(2.0e9 * ratio * self.rng.uniform(0.8, 1.2)), a)
-        add(n.GPU_PCIE_RX.name, int(1.2e9 * ratio * self.rng.uniform(0.8, 1.2)), a)
+            add(metric, count, {**a, n.ECC_COUNTER: counter})
+        add(n.GPU_REMAPPED_CORRECTABLE, gpu.remapped_correctable, a)
+        add(n.GPU_REMAPPED_UNCORRECTABLE, gpu.remapped_uncorrectable, a)
+        add(n.GPU_REMAPPED_PENDING, 1 if gpu.remap_pending else 0, a)
+        add(n.GPU_REMAPPED_FAILURE, 0, a)
+        add(n.GPU_RECOVERY_ACTION, 1 if gpu.remap_pending else 0, a)
+        add(n.GPU_PCIE_TX, int(2.0e9 * ratio * self.rng.uniform(0.8, 1.2)), a)
+        add(n.GPU_PCIE_RX, int(1.2e9 * ratio * self.rng.uniform(0.8, 1.2)), a)
         busy = u > 1.0 or self.load is not None
-        add(n.GPU_PROCESSES.name, 1 if busy else 0, a)
+        add(n.GPU_PROCESSES, 1 if busy else 0, a)
         if busy:
             process = {**a, n.PROCESS_PID: str(100_000 + gpu.index), n.PROCESS_NAME: "simulated-engine"}
-            add(n.GPU_PROCESS_MEMORY.name, used - 512 * 2**20, process)
+            add(n.GPU_PROCESS_MEMORY, used - 512 * 2**20, process)
 
     @staticmethod
     def _emit_xids(gpu: SimGpu, out: Snapshot) -> None:
         for code, count in gpu.xids.items():
-            out.add(n.GPU_XID_ERRORS.name, count, {**gpu.attributes, n.XID: str(code)})
+            out.add(n.GPU_XID_ERRORS, count, {**gpu.attributes, n.XID: str(code)})

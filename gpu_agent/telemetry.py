@@ -14,6 +14,7 @@ data model and through its OTLP encoder.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,6 +38,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 import vigil
 from gpu_agent.model import Snapshot
 from vigil import names as n
+from vigil.logs import event
+
+log = logging.getLogger(__name__)
 
 CUMULATIVE = AggregationTemporality.CUMULATIVE
 SCOPE_GPU = InstrumentationScope("vigil.gpu_agent.gpu", vigil.__version__)
@@ -93,15 +97,21 @@ class StartTimes:
 
 
 def snapshot_metrics(snapshot: Snapshot, now_ns: int, starts: StartTimes, first_seen_ns: int) -> list[Metric]:
-    """Catalogue readings → SDK metrics: gauges as `Gauge`, counters as cumulative monotonic `Sum`."""
+    """Catalogue readings → SDK metrics: gauges as `Gauge`, counters as cumulative monotonic `Sum`.
+
+    A key that is not a catalogue `Metric` (a backend's bug) is logged once and skipped: one bad
+    reading must never end the sampling loop.
+    """
     out: list[Metric] = []
-    for name, readings in snapshot.items():
-        spec = n.CATALOGUE[name]
+    for spec, readings in snapshot.items():
+        if not isinstance(spec, n.Metric):
+            _skip_once(spec)
+            continue
         if spec.kind is n.Kind.COUNTER:
             points = [
                 NumberDataPoint(
                     attrs,
-                    starts.start((name, frozenset(attrs.items())), value, now_ns, first_seen_ns),
+                    starts.start((spec, frozenset(attrs.items())), value, now_ns, first_seen_ns),
                     now_ns,
                     value,
                 )
@@ -113,8 +123,18 @@ def snapshot_metrics(snapshot: Snapshot, now_ns: int, starts: StartTimes, first_
             points = [NumberDataPoint(attrs, 0, now_ns, value) for value, attrs in readings if finite(value)]
             data = Gauge(points)
         if points:
-            out.append(Metric(name, spec.description, spec.unit, data))
+            out.append(Metric(spec.name, spec.description, spec.unit, data))
     return out
+
+
+_skipped: set[str] = set()
+
+
+def _skip_once(key: object) -> None:
+    what = repr(key)[:200]
+    if what not in _skipped and len(_skipped) < 100:
+        _skipped.add(what)
+        event(log, "reading_skipped", level=logging.ERROR, key=what, reason="not a vigil.names.Metric")
 
 
 class CycleReader(MetricReader):
@@ -149,7 +169,7 @@ class Telemetry:
         self.meter = self.provider.get_meter(SCOPE_AGENT, vigil.__version__)
         self.starts = StartTimes()
         self.first_seen_ns = time.time_ns()
-        self._gauges: dict[str, list[tuple[float, dict[str, str]]]] = {}
+        self._gauges: dict[n.Metric, list[tuple[float, dict[str, str]]]] = {}
         for spec in (n.AGENT_CYCLE_DURATION, n.AGENT_SPOOL_BATCHES, n.AGENT_SPOOL_BYTES):
             self._observable(spec)
         for spec in (n.AGENT_SCRAPE_UP, n.AGENT_SCRAPE_DURATION):
@@ -165,14 +185,14 @@ class Telemetry:
         )
 
     def _observable(self, spec: n.Metric) -> ObservableGauge | ObservableCounter:
-        def callback(_: CallbackOptions, name: str = spec.name) -> Iterable[Observation]:
-            return [Observation(v, a) for v, a in self._gauges.get(name, ())]
+        def callback(_: CallbackOptions, spec: n.Metric = spec) -> Iterable[Observation]:
+            return [Observation(v, a) for v, a in self._gauges.get(spec, ())]
 
         return self.meter.create_observable_gauge(spec.name, [callback], spec.unit, spec.description)
 
-    def set_gauge(self, name: str, readings: list[tuple[float, dict[str, str]]]) -> None:
+    def set_gauge(self, metric: n.Metric, readings: list[tuple[float, dict[str, str]]]) -> None:
         """The agent's own gauge values for the next collection (a small, bounded set of series)."""
-        self._gauges[name] = readings
+        self._gauges[metric] = readings
 
     def collect(self, snapshot: Snapshot, engine_metrics: list[Metric], now_ns: int | None = None) -> MetricsData:
         """The cycle's one collection: GPU readings, engine metrics and the agent's own metrics."""

@@ -1,8 +1,9 @@
-"""The metric catalogue: every name the GPU agent emits, and engine metrics mapped onto common names.
+"""The metric catalogue: every name the GPU agent emits, with its unit, kind and description.
 
 Dashboards, alert rules and SLOs use these names, never an engine's own, so they work for any
-engine. OTel style: dotted lower-case names, UCUM units (`%`, `By`, `W`, `J`, `MHz`, `Cel`, `s`,
-`1` for ratios and flags, `{thing}` for counts).
+engine (the agent's scraper, `gpu_agent/engines.py`, maps each engine's metrics onto the `llm.*`
+names). OTel style: dotted lower-case names, UCUM units (`%`, `By`, `W`, `J`, `MHz`, `Cel`, `s`,
+`1` for ratios and flags, `{thing}` for counts). Every `Metric` registers itself in `CATALOGUE`.
 
 GPU series carry `gpu.index`, `gpu.uuid`, `gpu.pci_bus_id` and `gpu.model` (MIG instances add
 `gpu.mig.*`); the host (`host.name`), driver version, `--label` pairs and `vigil.simulated` are
@@ -12,7 +13,8 @@ the engine names its model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -22,12 +24,52 @@ class Kind(StrEnum):
     HISTOGRAM = "histogram"
 
 
-@dataclass(frozen=True)
+class Catalogue(Mapping[str, "Metric"]):
+    """Every `Metric` ever created, by name, in the order they were defined.
+
+    Filled by `Metric` itself, so no hand-kept list can miss one. A second metric under a name
+    already taken is refused when it is defined (at import), never found out in a sampling loop.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Metric] = {}
+
+    def register(self, metric: Metric) -> None:
+        if metric.name in self._by_name:
+            raise ValueError(f"metric {metric.name!r} is defined twice")
+        self._by_name[metric.name] = metric
+
+    def __getitem__(self, name: str) -> Metric:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def under(self, prefix: str) -> tuple[Metric, ...]:
+        """The metrics defined so far whose names start with `prefix`."""
+        return tuple(m for name, m in self._by_name.items() if name.startswith(prefix))
+
+
+CATALOGUE = Catalogue()
+
+
+# Identity, not value, equality: each metric is one object (names are unique), and snapshots are
+# keyed by these objects, so hashing must cost nothing in the sampling loop.
+@dataclass(frozen=True, eq=False)
 class Metric:
     name: str
     unit: str
     kind: Kind
     description: str
+
+    def __post_init__(self) -> None:
+        CATALOGUE.register(self)
+
+    def __repr__(self) -> str:
+        return f"Metric({self.name!r})"
 
 
 # Attribute keys shared by the agent, the store's queries and the dashboards.
@@ -178,75 +220,9 @@ LLM_FINISHED = Metric(
 LLM_PREFIX_QUERIES = Metric("llm.prefix_cache.queries", "{token}", C, "Tokens looked up in the prefix cache.")
 LLM_PREFIX_HITS = Metric("llm.prefix_cache.hits", "{token}", C, "Tokens found in the prefix cache.")
 
-CATALOGUE: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        GPU_UP,
-        GPU_UTILIZATION,
-        GPU_MEMORY_UTILIZATION,
-        GPU_ENCODER_UTILIZATION,
-        GPU_DECODER_UTILIZATION,
-        GPU_MEMORY_USED,
-        GPU_MEMORY_FREE,
-        GPU_MEMORY_RESERVED,
-        GPU_MEMORY_TOTAL,
-        GPU_CLOCK_SM,
-        GPU_CLOCK_MEMORY,
-        GPU_TEMPERATURE,
-        GPU_MEMORY_TEMPERATURE,
-        GPU_POWER_DRAW,
-        GPU_POWER_INSTANT,
-        GPU_POWER_LIMIT,
-        GPU_ENERGY,
-        GPU_PCIE_REPLAY,
-        GPU_PCIE_TX,
-        GPU_PCIE_RX,
-        GPU_NVLINK_TX,
-        GPU_NVLINK_RX,
-        GPU_ECC_CORRECTED,
-        GPU_ECC_UNCORRECTED,
-        GPU_REMAPPED_CORRECTABLE,
-        GPU_REMAPPED_UNCORRECTABLE,
-        GPU_REMAPPED_PENDING,
-        GPU_REMAPPED_FAILURE,
-        GPU_CLOCK_EVENT_REASONS,
-        GPU_CLOCK_EVENT_REASON_ACTIVE,
-        *GPU_VIOLATIONS.values(),
-        GPU_XID_ERRORS,
-        GPU_RECOVERY_ACTION,
-        GPU_SM_ACTIVE,
-        GPU_SM_OCCUPANCY,
-        GPU_TENSOR_ACTIVE,
-        GPU_DRAM_ACTIVE,
-        GPU_PROCESSES,
-        GPU_PROCESS_MEMORY,
-        AGENT_CYCLE_DURATION,
-        AGENT_SPOOL_BATCHES,
-        AGENT_SPOOL_BYTES,
-        AGENT_BATCHES_DROPPED,
-        AGENT_EXPORT_FAILURES,
-        AGENT_POINTS_REJECTED,
-        AGENT_SCRAPE_UP,
-        AGENT_SCRAPE_DURATION,
-        LLM_TTFT,
-        LLM_ITL,
-        LLM_E2E,
-        LLM_QUEUE_TIME,
-        LLM_RUNNING,
-        LLM_WAITING,
-        LLM_KV_USAGE,
-        LLM_PREEMPTIONS,
-        LLM_TOKENS_PROMPT,
-        LLM_TOKENS_GENERATED,
-        LLM_FINISHED,
-        LLM_PREFIX_QUERIES,
-        LLM_PREFIX_HITS,
-    )
-}
-
-GPU_METRICS = tuple(m for name, m in CATALOGUE.items() if name.startswith("gpu."))
-AGENT_METRICS = tuple(m for name, m in CATALOGUE.items() if name.startswith("vigil.agent."))
-LLM_METRICS = tuple(m for name, m in CATALOGUE.items() if name.startswith("llm."))
+GPU_METRICS = CATALOGUE.under("gpu.")
+AGENT_METRICS = CATALOGUE.under("vigil.agent.")
+LLM_METRICS = CATALOGUE.under("llm.")
 
 # XID codes fleets act on (REFERENCE.md §3): meaning and the usual action.
 XIDS: dict[int, tuple[str, str]] = {
@@ -265,155 +241,3 @@ XIDS: dict[int, tuple[str, str]] = {
     119: ("GSP RPC timeout", "reset GPU"),
     120: ("GSP error", "reset GPU"),
 }
-
-
-# ---- engine metrics → common names -------------------------------------------------------------
-
-
-class Part(StrEnum):
-    """Which part of a Prometheus family feeds a common metric."""
-
-    VALUE = "value"  # a gauge's or counter's value, or a whole histogram
-    SUM = "sum"  # a histogram's `_sum`, as a counter (TGI counts tokens only in histograms)
-
-
-@dataclass(frozen=True)
-class EngineRule:
-    """One engine family (its name as `prometheus_client` parses it: counters without `_total`)
-    feeding one common metric.
-
-    `match` selects series by label value; `labels` renames labels onto common attributes (labels
-    not named are kept as they are, except those in `match`); `constant` adds fixed attributes;
-    `scale` converts units (Triton's milliseconds to seconds: histogram bounds and sums).
-    """
-
-    source: str
-    target: str
-    match: tuple[tuple[str, str], ...] = ()
-    labels: tuple[tuple[str, str], ...] = ()
-    constant: tuple[tuple[str, str], ...] = ()
-    scale: float = 1.0
-    part: Part = Part.VALUE
-
-
-@dataclass(frozen=True)
-class Engine:
-    name: str
-    # A family whose name starts with one of these identifies the engine (first engine wins).
-    prefixes: tuple[str, ...]
-    rules: tuple[EngineRule, ...] = field(default=())
-
-
-def _vllm_rules(prefix: str = "vllm:") -> tuple[EngineRule, ...]:
-    labels = (("model_name", LLM_MODEL), ("engine", "llm.engine_index"))
-    r = lambda source, target, **kw: EngineRule(f"{prefix}{source}", target, labels=labels, **kw)  # noqa: E731
-    return (
-        r("time_to_first_token_seconds", LLM_TTFT.name),
-        r("inter_token_latency_seconds", LLM_ITL.name),
-        r("time_per_output_token_seconds", LLM_ITL.name),  # before vLLM 0.10
-        r("e2e_request_latency_seconds", LLM_E2E.name),
-        r("request_queue_time_seconds", LLM_QUEUE_TIME.name),
-        r("num_requests_running", LLM_RUNNING.name),
-        r("num_requests_waiting", LLM_WAITING.name),
-        r("kv_cache_usage_perc", LLM_KV_USAGE.name),
-        r("gpu_cache_usage_perc", LLM_KV_USAGE.name),  # before vLLM 0.10
-        r("num_preemptions", LLM_PREEMPTIONS.name),
-        r("prompt_tokens", LLM_TOKENS_PROMPT.name),
-        r("generation_tokens", LLM_TOKENS_GENERATED.name),
-        r("prefix_cache_queries", LLM_PREFIX_QUERIES.name),
-        r("prefix_cache_hits", LLM_PREFIX_HITS.name),
-        EngineRule(
-            f"{prefix}request_success",
-            LLM_FINISHED.name,
-            labels=(*labels, ("finished_reason", OUTCOME)),
-        ),
-    )
-
-
-_SGL = (("model_name", LLM_MODEL),)
-_TRITON = (("model", LLM_MODEL), ("version", "llm.model_version"))
-_TRITON_RULES = (
-    EngineRule("nv_inference_request_success", LLM_FINISHED.name, labels=_TRITON, constant=((OUTCOME, "success"),)),
-    EngineRule(
-        "nv_inference_request_failure",
-        LLM_FINISHED.name,
-        labels=(*_TRITON, ("reason", ERROR_TYPE)),
-        constant=((OUTCOME, "error"),),
-    ),
-    EngineRule("nv_inference_first_response_histogram_ms", LLM_TTFT.name, labels=_TRITON, scale=1e-3),
-)
-
-ENGINES: tuple[Engine, ...] = (
-    # Vigil's reference workload serves vLLM's names; its own families start with `vigil_workload`.
-    Engine("vigil-workload", ("vigil_workload",), _vllm_rules()),
-    Engine("vllm", ("vllm:",), _vllm_rules()),
-    Engine(
-        "sglang",
-        ("sglang:",),
-        (
-            EngineRule("sglang:time_to_first_token_seconds", LLM_TTFT.name, labels=_SGL),
-            EngineRule("sglang:inter_token_latency_seconds", LLM_ITL.name, labels=_SGL),
-            EngineRule("sglang:time_per_output_token_seconds", LLM_ITL.name, labels=_SGL),
-            EngineRule("sglang:e2e_request_latency_seconds", LLM_E2E.name, labels=_SGL),
-            EngineRule("sglang:num_running_reqs", LLM_RUNNING.name, labels=_SGL),
-            EngineRule("sglang:num_queue_reqs", LLM_WAITING.name, labels=_SGL),
-            EngineRule("sglang:token_usage", LLM_KV_USAGE.name, labels=_SGL),
-            EngineRule("sglang:prompt_tokens", LLM_TOKENS_PROMPT.name, labels=_SGL),
-            EngineRule("sglang:generation_tokens", LLM_TOKENS_GENERATED.name, labels=_SGL),
-            EngineRule("sglang:num_requests", LLM_FINISHED.name, labels=_SGL, constant=((OUTCOME, "success"),)),
-            EngineRule("sglang:num_aborted_requests", LLM_FINISHED.name, labels=_SGL, constant=((OUTCOME, "abort"),)),
-        ),
-    ),
-    Engine(
-        "tgi",
-        ("tgi_",),
-        (
-            EngineRule("tgi_request_mean_time_per_token_duration", LLM_ITL.name),
-            EngineRule("tgi_request_duration", LLM_E2E.name),
-            EngineRule("tgi_request_queue_duration", LLM_QUEUE_TIME.name),
-            EngineRule("tgi_batch_current_size", LLM_RUNNING.name),
-            EngineRule("tgi_queue_size", LLM_WAITING.name),
-            EngineRule("tgi_request_input_length", LLM_TOKENS_PROMPT.name, part=Part.SUM),
-            EngineRule("tgi_request_generated_tokens", LLM_TOKENS_GENERATED.name, part=Part.SUM),
-            EngineRule("tgi_request_success", LLM_FINISHED.name, constant=((OUTCOME, "success"),)),
-            EngineRule(
-                "tgi_request_failure", LLM_FINISHED.name, labels=(("err", ERROR_TYPE),), constant=((OUTCOME, "error"),)
-            ),
-        ),
-    ),
-    Engine(
-        "tensorrt-llm",
-        ("nv_trt_llm_",),
-        (
-            EngineRule(
-                "nv_trt_llm_request_metrics", LLM_RUNNING.name, match=(("request_type", "active"),), labels=_TRITON
-            ),
-            EngineRule(
-                "nv_trt_llm_request_metrics", LLM_WAITING.name, match=(("request_type", "waiting"),), labels=_TRITON
-            ),
-            EngineRule(
-                "nv_trt_llm_kv_cache_block_metrics",
-                LLM_KV_USAGE.name,
-                match=(("kv_cache_block_type", "fraction"),),
-                labels=_TRITON,
-            ),
-            *_TRITON_RULES,
-        ),
-    ),
-    Engine(
-        "triton",
-        ("nv_inference_",),
-        (
-            EngineRule("nv_inference_pending_request_count", LLM_WAITING.name, labels=_TRITON),
-            *_TRITON_RULES,
-        ),
-    ),
-)
-
-
-def detect_engine(family_names: list[str] | tuple[str, ...] | set[str]) -> Engine | None:
-    """The first engine (in `ENGINES` order) one of whose prefixes starts some family name."""
-    for engine in ENGINES:
-        if any(name.startswith(engine.prefixes) for name in family_names):
-            return engine
-    return None

@@ -84,7 +84,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
     from workload.metrics import WorkloadMetrics
     from workload.model import ModelConfig, pick_device
 
-    wl = settings_from(args, WorkloadSettings)
+    wl = settings_from(WorkloadSettings, args)
     settings = Settings()
     token = settings.control_token or None
     if token is None and not _is_loopback(wl.host):

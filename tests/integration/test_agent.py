@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -30,10 +31,14 @@ def wait_for(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condi
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def agent(log: Path, *flags: str) -> subprocess.Popen[bytes]:
+def agent(log: Path, *flags: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "vigil.cli", "agent", *flags], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "vigil.cli", "agent", *flags],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
 
 
@@ -117,13 +122,13 @@ def test_vigil_up_runs_a_simulated_agent_where_nvml_does_not_answer(tmp_path: Pa
         )
         with urllib.request.urlopen(request, timeout=5) as r:
             assert r.status == 201
-        # a second agent, run by hand with a token, labels and an engine to scrape
+        # a second agent, run by hand with a token, labels (from the environment) and an engine to scrape
         log = tmp_path / "agent.log"
         proc = agent(
             log,
-            *("--collector", server.url, "--token", "tok-2", "--simulate", "1", "--cycles", "3"),
+            *("--collector", server.url, "--simulate", "1", "--cycles", "3"),
             *("--interval", "0.5", "--scrape", engine, "--scrape-interval", "0.2", "--hostname", "scrape-node"),
-            *("--label", "team=inference", "--label", "cluster=eu-1"),
+            env={"VIGIL_AGENT_TOKEN": "tok-2", "VIGIL_AGENT_LABELS": "team=inference,k8s.cluster.name=eu-1"},
         )
         assert proc.wait(timeout=60) == 0, log.read_text()
         accepted = server.metric_value("vigil_collector_points_accepted_total")
@@ -143,7 +148,7 @@ def test_vigil_up_runs_a_simulated_agent_where_nvml_does_not_answer(tmp_path: Pa
     assert xid == [[1.0]]
     (ttft,) = server.query(
         "SELECT Count, length(BucketCounts), arraySum(BucketCounts), ResourceAttributes['team'], "
-        "ResourceAttributes['cluster'], Attributes['llm.engine'] FROM otel_metrics_histogram "
+        "ResourceAttributes['k8s.cluster.name'], Attributes['llm.engine'] FROM otel_metrics_histogram "
         "WHERE MetricName = 'llm.time_to_first_token' ORDER BY TimeUnix LIMIT 1"
     )
     assert ttft == [457, 23, 457, "inference", "eu-1", "vllm"]

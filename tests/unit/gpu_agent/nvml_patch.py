@@ -11,10 +11,16 @@ from __future__ import annotations
 import ctypes
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pynvml
 import pytest
+
+from gpu_agent.attribution import Attribution
+from gpu_agent.model import Snapshot
+from gpu_agent.nvml import NvmlBackend
+from vigil import names as n
 
 BASE = 0x5000
 
@@ -248,3 +254,21 @@ class NvmlPatch:
             assert hasattr(p, fn), f"pynvml has no {fn}: the patch must use real names"
             monkeypatch.setattr(p, fn, impl)
         return self
+
+
+def backend_for(
+    monkeypatch: pytest.MonkeyPatch, gpus: list[Gpu], proc_root: Path | None = None
+) -> tuple[NvmlBackend, NvmlPatch]:
+    """An NVML backend over patched GPUs (not started)."""
+    patch = NvmlPatch(gpus).install(monkeypatch)
+    return NvmlBackend(Attribution(proc_root or Path("/nonexistent"), None), xid_wait_ms=10), patch
+
+
+def sample(backend: NvmlBackend, slow: bool = True) -> Snapshot:
+    out = Snapshot()
+    backend.sample(out, slow=slow)
+    return out
+
+
+def values(snapshot: Snapshot, metric: n.Metric, **match: str) -> list[float]:
+    return [v for v, a in snapshot.get(metric, []) if all(a.get(k) == x for k, x in match.items())]

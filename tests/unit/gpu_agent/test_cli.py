@@ -26,18 +26,20 @@ def config(*argv: str) -> object:
     [
         ((), "--collector URL is required"),
         (("--collector", "127.0.0.1:8080"), "--collector '127.0.0.1:8080': expected an http"),
-        (("--collector", "http://c", "--interval", "0"), "--interval must be at least 0.05"),
-        (("--collector", "http://c", "--cycles", "0"), "--cycles must be a positive whole number"),
-        (("--collector", "http://c", "--simulate", "0"), "--simulate must be a positive whole number"),
-        (("--collector", "http://c", "--label", "team"), "--label 'team': expected KEY=VALUE"),
-        (("--collector", "http://c", "--label", "9x=1"), "--label '9x=1': a key is letters"),
-        (("--collector", "http://c", "--label", "vigil.simulated=false"), "--label vigil.simulated: reserved"),
+        (("--collector", "http://c", "--interval", "0"), "--interval 0.0: should be greater than or equal to 0.05"),
+        (("--collector", "http://c", "--cycles", "0"), "--cycles 0: should be greater than or equal to 1"),
+        (("--collector", "http://c", "--simulate", "0"), "--simulate 0: should be greater than or equal to 1"),
+        (("--collector", "http://c", "--simulate", "1025"), "--simulate 1025: should be less than or equal to 1024"),
+        (("--collector", "http://c", "--label", "team"), "--label: 'team': expected KEY=VALUE"),
+        (("--collector", "http://c", "--label", "9x=1"), "--label: '9x=1': a key is letters"),
+        (("--collector", "http://c", "--label", "vigil.simulated=false"), "--label: vigil.simulated: reserved"),
+        (("--collector", "http://c", "--label", "host.name=x"), "--label: host.name: use --hostname NAME"),
         (("--collector", "http://c", "--fault", "xid:code=48"), "--fault works with simulated GPUs only"),
         (("--collector", "http://c", "--simulate", "2", "--fault", "xid:gpu=2,code=48"), "GPUs 0..1"),
         (("--collector", "http://c", "--simulate", "2", "--fault", "boil"), "unknown fault kind"),
         (("--collector", "http://c", "--control", "nowhere"), "--control 'nowhere': expected HOST:PORT"),
-        (("--collector", "http://c", "--scrape", "localhost:8000/metrics"), "--scrape 'localhost:8000/metrics'"),
-        (("--collector", "http://c", "--spool-max-mb", "0"), "--spool-max-mb must be at least"),
+        (("--collector", "http://c", "--scrape", "localhost:8000/metrics"), "--scrape: 'localhost:8000/metrics'"),
+        (("--collector", "http://c", "--spool-max-mb", "0"), "--spool-max-mb 0.0: should be greater than or equal"),
     ],
 )
 def test_bad_flags_are_refused_with_the_flags_name(argv: tuple[str, ...], message: str) -> None:
@@ -59,7 +61,7 @@ def test_good_flags_make_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "--label",
         "team=inference",
         "--label",
-        "cluster=eu-1",
+        "k8s.cluster.name=eu-1",
         "--scrape",
         "http://127.0.0.1:8000/metrics",
         "--scrape",
@@ -75,12 +77,12 @@ def test_good_flags_make_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert c.collector == "https://vigil.example:8443"  # type: ignore[attr-defined]
     assert c.token == "from-env"  # type: ignore[attr-defined]
-    assert c.labels == {"team": "inference", "cluster": "eu-1"}  # type: ignore[attr-defined]
+    assert c.labels == {"team": "inference", "k8s.cluster.name": "eu-1"}  # type: ignore[attr-defined]
     assert c.faults == [Fault(FaultKind.THERMAL, gpu=3, after_s=10)]  # type: ignore[attr-defined]
     assert c.control == ("127.0.0.1", 0)  # type: ignore[attr-defined]
     assert c.spool == Path("/var/lib/vigil-agent/spool")  # type: ignore[attr-defined]
     assert c.spool_max_bytes == 64 * 2**20  # type: ignore[attr-defined]
-    assert len(c.scrape) == 2 and c.cycles == 100 and c.interval_s == 0.2  # type: ignore[attr-defined]
+    assert len(c.scrape) == 2 and c.cycles == 100 and c.interval == 0.2  # type: ignore[attr-defined]
     assert config("--collector", "http://c", "--token", "flag").token == "flag"  # type: ignore[attr-defined]
 
 

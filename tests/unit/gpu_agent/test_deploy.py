@@ -59,4 +59,4 @@ def test_the_systemd_unit_runs_the_agent_with_a_spool_in_its_state_directory() -
     assert str(config.spool).startswith("/var/lib/vigil-agent")  # type: ignore[attr-defined]
     assert "StateDirectory=vigil-agent" in unit
     timeout = int(re.search(r"^TimeoutStopSec=(\d+)", unit, re.M).group(1))
-    assert timeout > config.drain_timeout_s  # type: ignore[attr-defined]
+    assert timeout > config.drain_timeout  # type: ignore[attr-defined]

@@ -37,7 +37,7 @@ def telemetry() -> Iterator[Telemetry]:
 
 def data(telemetry: Telemetry, i: int) -> MetricsData:
     snapshot = Snapshot()
-    snapshot.add(n.GPU_UTILIZATION.name, i, GPU)  # the value numbers the cycle, to check the order
+    snapshot.add(n.GPU_UTILIZATION, i, GPU)  # the value numbers the cycle, to check the order
     return telemetry.collect(snapshot, [])
 
 

@@ -29,7 +29,7 @@ def run(backend: SimulatedBackend, clock: Clock, seconds: int, slow: bool = Fals
     return out
 
 
-def value(snapshot: Snapshot, metric: str, gpu: int = 0, **match: str) -> float:
+def value(snapshot: Snapshot, metric: n.Metric, gpu: int = 0, **match: str) -> float:
     (v,) = [
         v for v, a in snapshot[metric] if a[n.GPU_INDEX] == str(gpu) and all(a.get(k) == x for k, x in match.items())
     ]
@@ -45,11 +45,11 @@ def test_it_emits_the_catalogue_names_with_simulated_identity() -> None:
     backend, clock = sim(3)
     report = backend.start()
     (snapshot,) = run(backend, clock, 1, slow=True)
-    assert set(snapshot) <= set(n.CATALOGUE)
-    gpu_metrics = {m.name for m in n.GPU_METRICS} - {n.GPU_XID_ERRORS.name}
+    assert set(snapshot) <= set(n.CATALOGUE.values())
+    gpu_metrics = set(n.GPU_METRICS) - {n.GPU_XID_ERRORS}
     assert gpu_metrics <= set(snapshot), gpu_metrics - set(snapshot)
     assert len(report.devices) == 3 and report.backend == "simulated"
-    attrs = [a for _, a in snapshot[n.GPU_UTILIZATION.name]]
+    attrs = [a for _, a in snapshot[n.GPU_UTILIZATION]]
     assert [a[n.GPU_INDEX] for a in attrs] == ["0", "1", "2"]
     assert {a[n.GPU_MODEL] for a in attrs} == {MODEL} and "(simulated)" in MODEL
     assert len({a[n.GPU_UUID] for a in attrs}) == 3
@@ -65,22 +65,22 @@ def test_utilization_follows_the_load_and_power_temperature_clocks_memory_follow
     backend.observe_load(Load(running=24, waiting=6, kv_cache_usage=0.9))
     busy = run(backend, clock, 120)[-10:]
 
-    def avg(snaps: list[Snapshot], metric: str) -> float:
+    def avg(snaps: list[Snapshot], metric: n.Metric) -> float:
         return mean(value(s, metric) for s in snaps)
 
-    assert avg(idle, n.GPU_UTILIZATION.name) < 5 < 90 < avg(busy, n.GPU_UTILIZATION.name)
-    assert avg(idle, n.GPU_POWER_DRAW.name) + 400 < avg(busy, n.GPU_POWER_DRAW.name)
-    assert avg(idle, n.GPU_TEMPERATURE.name) + 20 < avg(busy, n.GPU_TEMPERATURE.name)
-    assert avg(idle, n.GPU_CLOCK_SM.name) < 500 < 1500 < avg(busy, n.GPU_CLOCK_SM.name)
-    assert avg(idle, n.GPU_MEMORY_USED.name) + 40 * 2**30 < avg(busy, n.GPU_MEMORY_USED.name)
-    assert value(idle[-1], n.GPU_CLOCK_EVENT_REASONS.name) & 0x1  # gpu_idle
-    energy = [value(s, n.GPU_ENERGY.name) for s in busy]
+    assert avg(idle, n.GPU_UTILIZATION) < 5 < 90 < avg(busy, n.GPU_UTILIZATION)
+    assert avg(idle, n.GPU_POWER_DRAW) + 400 < avg(busy, n.GPU_POWER_DRAW)
+    assert avg(idle, n.GPU_TEMPERATURE) + 20 < avg(busy, n.GPU_TEMPERATURE)
+    assert avg(idle, n.GPU_CLOCK_SM) < 500 < 1500 < avg(busy, n.GPU_CLOCK_SM)
+    assert avg(idle, n.GPU_MEMORY_USED) + 40 * 2**30 < avg(busy, n.GPU_MEMORY_USED)
+    assert value(idle[-1], n.GPU_CLOCK_EVENT_REASONS) & 0x1  # gpu_idle
+    energy = [value(s, n.GPU_ENERGY) for s in busy]
     assert energy == sorted(energy) and energy[-1] - energy[0] > 9 * 400  # joules: about power times seconds
 
 
 def test_without_an_engine_it_follows_its_own_wave() -> None:
     backend, clock = sim(1)
-    utilization = [value(s, n.GPU_UTILIZATION.name) for s in run(backend, clock, 600)]
+    utilization = [value(s, n.GPU_UTILIZATION) for s in run(backend, clock, 600)]
     assert max(utilization) - min(utilization) > 40
 
 
@@ -90,15 +90,15 @@ def test_thermal_throttling_raises_temperature_drops_clocks_and_sets_reasons() -
     run(backend, clock, 60)
     backend.inject(Fault(FaultKind.THERMAL, gpu=1))
     hot = run(backend, clock, 60)[-1]
-    assert value(hot, n.GPU_TEMPERATURE.name, 1) >= 90
-    assert value(hot, n.GPU_CLOCK_SM.name, 1) < value(hot, n.GPU_CLOCK_SM.name, 0)
-    assert value(hot, n.GPU_CLOCK_EVENT_REASONS.name, 1) & 0x60 == 0x60
-    assert value(hot, n.GPU_CLOCK_EVENT_REASON_ACTIVE.name, 1, reason="sw_thermal_slowdown") == 1
-    assert value(hot, n.GPU_CLOCK_EVENT_REASON_ACTIVE.name, 0, reason="sw_thermal_slowdown") == 0
-    assert value(hot, n.GPU_VIOLATIONS["thermal"].name, 1) > 30
+    assert value(hot, n.GPU_TEMPERATURE, 1) >= 90
+    assert value(hot, n.GPU_CLOCK_SM, 1) < value(hot, n.GPU_CLOCK_SM, 0)
+    assert value(hot, n.GPU_CLOCK_EVENT_REASONS, 1) & 0x60 == 0x60
+    assert value(hot, n.GPU_CLOCK_EVENT_REASON_ACTIVE, 1, reason="sw_thermal_slowdown") == 1
+    assert value(hot, n.GPU_CLOCK_EVENT_REASON_ACTIVE, 0, reason="sw_thermal_slowdown") == 0
+    assert value(hot, n.GPU_VIOLATIONS["thermal"], 1) > 30
     backend.clear_faults()
     cool = run(backend, clock, 120)[-1]
-    assert value(cool, n.GPU_CLOCK_EVENT_REASONS.name, 1) & 0x60 == 0
+    assert value(cool, n.GPU_CLOCK_EVENT_REASONS, 1) & 0x60 == 0
 
 
 def test_xid_ecc_and_falling_off_the_bus() -> None:
@@ -108,20 +108,20 @@ def test_xid_ecc_and_falling_off_the_bus() -> None:
     backend.inject(Fault(FaultKind.ECC, gpu=2, ecc="corrected", count=40))
     backend.inject(Fault(FaultKind.FALL_OFF_BUS, gpu=3, after_s=5))
     first, *_, later = run(backend, clock, 10, slow=True)
-    xids = {(a[n.GPU_INDEX], a[n.XID]): v for v, a in later[n.GPU_XID_ERRORS.name]}
+    xids = {(a[n.GPU_INDEX], a[n.XID]): v for v, a in later[n.GPU_XID_ERRORS]}
     assert xids == {("0", "31"): 1, ("1", "48"): 1, ("3", "79"): 1}
-    assert value(later, n.GPU_ECC_UNCORRECTED.name, 1, **{n.ECC_COUNTER: "volatile"}) == 2
-    assert value(later, n.GPU_REMAPPED_PENDING.name, 1) == 1
-    assert value(later, n.GPU_ECC_CORRECTED.name, 2, **{n.ECC_COUNTER: "aggregate"}) == 40
-    assert value(first, n.GPU_UP.name, 3) == 1  # `after=5`: not yet
-    assert value(later, n.GPU_UP.name, 3) == 0
-    assert all(a[n.GPU_INDEX] != "3" for _, a in later[n.GPU_UTILIZATION.name])  # nothing stale from a lost GPU
+    assert value(later, n.GPU_ECC_UNCORRECTED, 1, **{n.ECC_COUNTER: "volatile"}) == 2
+    assert value(later, n.GPU_REMAPPED_PENDING, 1) == 1
+    assert value(later, n.GPU_ECC_CORRECTED, 2, **{n.ECC_COUNTER: "aggregate"}) == 40
+    assert value(first, n.GPU_UP, 3) == 1  # `after=5`: not yet
+    assert value(later, n.GPU_UP, 3) == 0
+    assert all(a[n.GPU_INDEX] != "3" for _, a in later[n.GPU_UTILIZATION])  # nothing stale from a lost GPU
     assert backend.lost_gpus() == ["3"]
     backend.clear_faults()
     (back,) = run(backend, clock, 1, slow=True)
-    assert value(back, n.GPU_UP.name, 3) == 1
-    assert value(back, n.GPU_REMAPPED_PENDING.name, 1) == 0  # the reset a pending remap waited for
-    assert {(a[n.GPU_INDEX], a[n.XID]) for _, a in back[n.GPU_XID_ERRORS.name]} == set(xids)  # counters keep counts
+    assert value(back, n.GPU_UP, 3) == 1
+    assert value(back, n.GPU_REMAPPED_PENDING, 1) == 0  # the reset a pending remap waited for
+    assert {(a[n.GPU_INDEX], a[n.XID]) for _, a in back[n.GPU_XID_ERRORS]} == set(xids)  # counters keep counts
 
 
 def test_faults_parse_from_the_command_line_form() -> None:
