@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test bench clean
+.PHONY: up test install-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# A bare `pip install .` in a new venv under /tmp, then `vigil up` from it (tests/install). It needs
+# the package registry, so `make test` skips it; .ci/run runs it.
+install-check: $(VENV)/.installed-test
+	VIGIL_INSTALL_CHECK=1 $(BIN)/python -m pytest -s tests/install
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/ingest.py
