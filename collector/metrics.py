@@ -36,6 +36,11 @@ class CollectorMetrics:
         self.queue_capacity = Gauge(
             "vigil_collector_queue_capacity_rows", "Rows the queue may hold.", registry=registry
         )
+        self.attribute_cache_bytes = Gauge(
+            "vigil_collector_attribute_cache_bytes",
+            "Bytes the attribute-set cache holds (bounded by VIGIL_ATTRIBUTE_CACHE_BYTES).",
+            registry=registry,
+        )
         self.insert_seconds = Histogram(
             "vigil_collector_insert_duration_seconds",
             "Time to insert one batch into one table.",

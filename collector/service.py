@@ -92,6 +92,7 @@ class Collector:
         limits = limits_from(settings)
         self.limiter = SeriesLimiter(limits.max_series_per_metric, limits.max_metric_names, limits.max_series_total)
         self.converter = Converter(limits, self.limiter)
+        self.metrics.attribute_cache_bytes.set_function(lambda: self.converter.attributes.bytes)
         self._convert_lock = threading.Lock()  # the attribute cache and series limiter are shared
         self._next_roll = time.monotonic() + SERIES_WINDOW_S
         self.pipeline = IngestPipeline(
