@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vigil.local import LocalVigil, free_port  # noqa: E402
+from tests.local import LocalVigil, free_port  # noqa: E402
 
 FIXTURE = ROOT / "tests/fixtures/metrics/vllm.txt"
 GOAL_CPU_PCT, GOAL_RSS_MB = 1.0, 80.0

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest  # noqa: E402
 
-from vigil.local import LocalVigil  # noqa: E402
+from tests.local import LocalVigil  # noqa: E402
 
 NODES, GPUS_PER_NODE, METRICS = 125, 8, 25
 POINTS = NODES * GPUS_PER_NODE * METRICS

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vigil.local import LocalVigil
+from tests.local import LocalVigil
 from vigil.store import Store, open_store
 from vigil.store.schema import INGEST_LEDGER, METRIC_TABLES, ROLLUP_1H, ROLLUP_1M, SchemaContext, migrate
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import VigilServer
-from vigil.local import ROOT
+from tests.local import ROOT
 
 FIXTURE = ROOT / "tests/fixtures/metrics/vllm.txt"
 

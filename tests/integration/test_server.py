@@ -23,8 +23,8 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from tests.integration.conftest import VigilServer
+from tests.local import ROOT, up_command
 from tests.otlp import gauge, gauge_request, request_with
-from vigil.local import ROOT, up_command
 
 
 def push_with_otel_sdk(url: str, headers: dict[str, str] | None = None) -> None:

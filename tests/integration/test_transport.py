@@ -19,8 +19,8 @@ import httpx
 from google.rpc import status_pb2
 
 from tests.integration.conftest import VigilServer
+from tests.local import ROOT
 from tests.otlp import gauge_request
-from vigil.local import ROOT
 
 
 def status_message(response: httpx.Response) -> str:

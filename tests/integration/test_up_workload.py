@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from tests.integration.workload_server import WorkloadServer
-from vigil.local import LocalVigil, free_port
+from tests.local import LocalVigil, free_port
 
 
 def wait_for(check, timeout: float) -> bool:

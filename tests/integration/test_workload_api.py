@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.workload_server import WorkloadServer
-from vigil.local import ROOT
+from tests.local import ROOT
 from workload.metrics import ITL_BUCKETS, REQUEST_BUCKETS, TTFT_BUCKETS
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from vigil.local import LocalService, free_port
+from tests.local import LocalService, free_port
 
 
 class WorkloadServer(LocalService):

@@ -14,9 +14,9 @@ from gpu_agent.export import Exporter, Poster
 from gpu_agent.model import Snapshot
 from gpu_agent.spool import DiskSpool, MemorySpool
 from gpu_agent.telemetry import Telemetry
+from tests.local import free_port
 from tests.unit.gpu_agent.collector_stub import CollectorStub
 from vigil import names as n
-from vigil.local import free_port
 
 GPU = {n.GPU_INDEX: "0", n.GPU_UUID: "GPU-0"}
 

@@ -1,4 +1,7 @@
-"""`vigil up` as a child process on loopback, for benchmarks, tests and scripts."""
+"""`vigil up` (and other `vigil` subcommands) as child processes on loopback, for the tests and benchmarks.
+
+Not part of the installed package: `bench/` puts the repository root on `sys.path` to import it.
+"""
 
 from __future__ import annotations
 

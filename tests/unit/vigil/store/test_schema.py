@@ -2,7 +2,7 @@ from pathlib import Path
 
 from vigil.store.schema import SchemaContext, render_sql
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[4]
 
 
 def test_cluster_ddl_in_deploy_is_what_the_migrations_render() -> None:

@@ -1,4 +1,4 @@
-"""Every value that reaches a typed column is checked, every string and list is limited, caches are bounded."""
+"""Every value that reaches a typed column is checked, and every string and list is limited."""
 
 import pyarrow as pa
 import pytest
@@ -6,8 +6,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from collector import convert as cv
 from collector.arrow import to_arrow
-from collector.attributes import AttributeCache
-from collector.convert import Converter, Limits, SeriesLimiter
+from collector.convert import Converter, Limits
 from tests.otlp import gauge, request_with, set_attrs
 
 NOW = 1_800_000_000 * 10**9
@@ -96,42 +95,6 @@ def test_histogram_buckets_exp_buckets_and_quantiles_are_limited() -> None:
     out = convert(request_with([h, e, q]), Limits(max_buckets=4, max_quantiles=4))
     assert out.rejected == {cv.BUCKET_LIMIT: 3}
     assert convert(request_with([h, e, q]), Limits(max_buckets=5, max_quantiles=5)).accepted == 3
-
-
-def test_the_attribute_cache_stays_under_its_byte_bound_and_evicts_oldest_first() -> None:
-    cache = AttributeCache(Limits(), capacity_bytes=20_000)
-    sets = []
-    for i in range(100):
-        m = gauge("g", [(1.0, {"k": f"{i:04d}" + "v" * 1000})])
-        sets.append(m.gauge.data_points[0].attributes)
-        assert cache.get(sets[-1]) is not None
-        assert cache.bytes <= 20_000
-    assert 5 < len(cache) < 20, "evicts a few, does not clear wholesale"
-    first = cache.get(sets[0])
-    assert first is not None and first[0]["k"].startswith("0000"), "an evicted set is rebuilt on demand"
-
-
-def test_a_refused_attribute_set_is_never_cached() -> None:
-    cache = AttributeCache(Limits(max_value_length=100))
-    m = gauge("g", [(1.0, {"k": "v" * 101}), (1.0, {"k": "fine"})])
-    assert cache.get(m.gauge.data_points[0].attributes) is None
-    assert len(cache) == 0 and cache.bytes == 0
-    assert cache.get(m.gauge.data_points[1].attributes) is not None and len(cache) == 1
-
-
-def test_the_series_limiter_caps_distinct_metric_names_and_total_series() -> None:
-    limiter = SeriesLimiter(100, max_metric_names=2, max_series_total=3)
-    assert limiter.admit("a", 1) and limiter.admit("b", 1)
-    assert not limiter.admit("c", 1), "a third name is refused"
-    assert len(limiter.current) == 2
-    assert limiter.admit("a", 2)
-    assert not limiter.admit("b", 2), "three series live in all"
-    limiter.roll()
-    assert limiter.admit("a", 1), "live in the previous generation"
-    assert not limiter.admit("c", 1), "a and b are still live names"
-    limiter.roll()
-    limiter.roll()
-    assert limiter.admit("c", 1), "old names aged out"
 
 
 def test_int64_extremes_that_fit_their_columns_are_accepted() -> None:
