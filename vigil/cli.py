@@ -174,9 +174,24 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_tables() -> str:
+    """The README's settings section: one table per settings class, `vigil up`'s first."""
+    from gpu_agent.settings import AgentSettings
+    from workload.settings import WorkloadSettings
+
+    parts = []
+    for title, cls in (
+        ("`vigil up`", Settings),
+        ("`vigil workload` (flags of the same names: `--max-num-seqs`, ...)", WorkloadSettings),
+        ("`vigil agent` (flags of the same names: `--interval`, ...)", AgentSettings),
+    ):
+        parts.append(f"### {title}\n\n{settings_markdown(cls)}")
+    return "\n".join(parts)
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
-        sys.stdout.write(settings_markdown())
+        sys.stdout.write(settings_tables())
         return 0
     settings = load_settings()
     print(settings.model_dump_json(indent=2, exclude={"ingest_tokens", "control_token"}))

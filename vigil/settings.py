@@ -6,6 +6,7 @@ The README's settings table is generated from the field descriptions here
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -128,13 +129,30 @@ class Settings(BaseSettings):
         return self.clickhouse_url or f"chdb://{(self.data / 'clickhouse').resolve()}"
 
 
-def settings_markdown() -> str:
-    """The README's settings table, from the field descriptions."""
+def settings_markdown(cls: type[BaseSettings] = Settings) -> str:
+    """The README's table of a settings class's variables, from its field descriptions.
+
+    A default computed at run time (a factory other than an empty list or map) is shown as
+    "(computed)", so the table does not depend on the machine it was printed on.
+    """
+    prefix = str(cls.model_config.get("env_prefix", ""))
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for name, field in Settings.model_fields.items():
-        default = field.default_factory() if field.default_factory else field.default
-        if isinstance(default, list):
-            default = ",".join(default)
+    for name, field in cls.model_fields.items():
+        computed = False
+        if field.default_factory is not None:
+            default: object = field.default_factory()  # type: ignore[call-arg]
+            computed = default not in ([], {})
+        else:
+            default = field.default
+        if isinstance(default, enum.Enum):
+            default = default.value
+        if isinstance(default, (list, tuple)):
+            default = ",".join(str(v) for v in default)
+        if isinstance(default, dict):
+            default = ",".join(f"{k}={v}" for k, v in default.items())
         shown = f"`{default}`" if default not in ("", None) else "(empty)"
-        lines.append(f"| `VIGIL_{name.upper()}` | {shown} | {field.description} |")
+        if computed:
+            shown = "(computed)"
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{prefix}{name.upper()}` | {shown} | {description} |")
     return "\n".join(lines) + "\n"
