@@ -19,10 +19,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from gpu_agent.attribution import DEFAULT_POD_RESOURCES_SOCKET
 from gpu_agent.model import Fault
 from vigil.flags import Flag
+from vigil.kernel import parse_label
 
 _URL = re.compile(r"^https?://[^/\s]+")
-_LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
-_RESERVED = {"vigil.simulated", "service.name", "service.version"}
 _COUNT = {"ge": 1, "le": 1_000_000}
 
 COLLECTOR, SAMPLING, ENGINES, SPOOL, CONTROL, ATTRIBUTION = (
@@ -145,16 +144,7 @@ class AgentSettings(BaseSettings):
             return value
         labels: dict[str, str] = {}
         for item in _items(value):  # type: ignore[union-attr]
-            key, sep, text = str(item).partition("=")
-            key = key.strip()
-            if not sep or not key:
-                raise ValueError(f"{item!r}: expected KEY=VALUE, e.g. team=inference")
-            if not _LABEL_KEY.match(key):
-                raise ValueError(f"{item!r}: a key is letters, digits and . _ - / (starting with a letter or _)")
-            if key in _RESERVED:
-                raise ValueError(f"{key}: reserved; the agent sets it")
-            if key == "host.name":
-                raise ValueError("host.name: use --hostname NAME (VIGIL_AGENT_HOSTNAME)")
+            key, text = parse_label(str(item), flag=None)  # the error names the flag or variable
             labels[key] = text
         return labels
 

@@ -37,16 +37,19 @@ RESERVED_LABELS = frozenset({"vigil.simulated", "service.name", "service.version
 _LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
 
 
-def parse_label(item: str, flag: str = "--label") -> tuple[str, str]:
-    """`K=V` → `(K, V)`; a ValueError names `flag` and says what a label looks like."""
+def parse_label(item: str, flag: str | None = "--label") -> tuple[str, str]:
+    """`K=V` → `(K, V)`; a ValueError says what a label looks like (naming `flag` where one is given)."""
+    where = f"{flag} " if flag else ""
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ValueError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} team=ml-platform")
+        raise ValueError(f"{where}{item!r}: expected KEY=VALUE, e.g. {where}team=ml-platform")
     if not _LABEL_KEY.match(key):
-        raise ValueError(f"{flag} {item!r}: a key is letters, digits and . _ - / (starting with a letter or _)")
+        raise ValueError(f"{where}{item!r}: a key is letters, digits and . _ - / (starting with a letter or _)")
+    if key == "host.name":
+        raise ValueError(f"{where}{key}: use --hostname NAME (VIGIL_AGENT_HOSTNAME) to set it")
     if key in RESERVED_LABELS:
-        raise ValueError(f"{flag} {key}: reserved; the agent sets it")
+        raise ValueError(f"{where}{key}: reserved; the agent sets it")
     return key, value
 
 

@@ -59,7 +59,7 @@ def test_the_agent_control_port_is_chosen_once_when_not_given(tmp_path: Path) ->
         ("team", "--label 'team': expected KEY=VALUE"),
         ("=x", "--label '=x': expected KEY=VALUE"),
         ("9team=x", "--label '9team=x': a key is letters"),
-        ("host.name=n", "--label host.name: reserved"),
+        ("host.name=n", "--label host.name: use --hostname"),
         ("vigil.simulated=false", "--label vigil.simulated: reserved"),
     ],
 )
