@@ -1,1 +1,1 @@
-"""Rules, SLO burn rates, alert state, routing and notifiers: built by its issue."""
+"""Alerting: not built yet. Rules, SLO burn rates, alert state, routing and receivers will live here."""

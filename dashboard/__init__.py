@@ -1,1 +1,1 @@
-"""Web pages, JSON API, runbook engine and auth: built by its issue."""
+"""The dashboard: not built yet. Pages, their JSON API and login will live here."""
