@@ -2,7 +2,7 @@
 
 A batch is several inserts (one per metric table, then the ledger). When one fails:
 
-- the store is unavailable (`collector.faults.store_unavailable`): the error propagates, the
+- the store is unavailable (`vigil.store.store_unavailable`): the error propagates, the
   batch stays in the WAL and is retried whole, with the same tokens;
 - otherwise it is a data error: the batch is halved and each half inserted on its own, down to
   single requests. Tables the whole batch already reached are not inserted again by the halves
@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 
 from collector.arrow import to_arrow
 from collector.convert import Conversion, TableColumns
-from collector.faults import store_unavailable
 from collector.metrics import CollectorMetrics
 from collector.wal import WalEntry
-from vigil.store import Store
+from vigil.store import Store, store_unavailable
 from vigil.store.schema import INGEST_LEDGER, METRIC_TABLES
 
 LEDGER_COLUMNS = ("Key", "BatchId", "Points", "CommittedAt", "BodySha256")

@@ -9,5 +9,15 @@ from vigil.store.client import (
     make_client,
     open_store,
 )
+from vigil.store.faults import store_unavailable
 
-__all__ = ["QueryResult", "Store", "StoreError", "StoreLockedError", "StoreQueryError", "make_client", "open_store"]
+__all__ = [
+    "QueryResult",
+    "Store",
+    "StoreError",
+    "StoreLockedError",
+    "StoreQueryError",
+    "make_client",
+    "open_store",
+    "store_unavailable",
+]

@@ -1,10 +1,12 @@
-"""Whether a failed insert means "the store is unavailable" (retry later) or "this data is bad" (refuse it).
+"""Whether a failed store call means "the store is unavailable" (retry later) or "this data is bad" (refuse it).
 
 The rule: a failure to reach or use the store (connection, transport, timeouts, the store's own
 resource, access or schema problems) is retried from the WAL, because the same rows will go in
 once the store is back. Anything else, including a conversion or Arrow error and an error the
 engine raises about the rows themselves, is a data error: retrying the same rows fails the same
 way, so the batch is split and only the requests that still fail are refused.
+
+It lives in the store package because only the store knows its client's exception types.
 """
 
 from __future__ import annotations
