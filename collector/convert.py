@@ -269,8 +269,9 @@ class Converter:
                 if reason:
                     rejected[reason] += 1
                     continue
-            if with_exemplars and dp.exemplars:
-                reason = exemplar_reason(dp.exemplars)
+            exemplars = dp.exemplars if with_exemplars else None
+            if exemplars:
+                reason = exemplar_reason(exemplars)
                 if reason:
                     rejected[reason] += 1
                     continue
@@ -290,8 +291,8 @@ class Converter:
                 value_col.append(value)  # type: ignore[union-attr]
             else:
                 append(dp, p)
-            if with_exemplars and dp.exemplars:
-                cols.exemplars.append((row + accepted, self._exemplar_columns(dp.exemplars)))
+            if exemplars:
+                cols.exemplars.append((row + accepted, self._exemplar_columns(exemplars)))
             accepted += 1
         return accepted
 

@@ -64,6 +64,8 @@ class SeriesLimiter:
 
     def admit(self, metric: str, series: int) -> bool:
         current = self.current.get(metric)
+        if current is not None and series in current:  # the hot path: a series seen this generation
+            return True
         previous = self.previous.get(metric)
         if current is None:
             if previous is None and self.live_names >= self.max_names:
@@ -71,8 +73,6 @@ class SeriesLimiter:
             current = self.current[metric] = set()
             if previous is not None:
                 self._names_carried += 1
-        if series in current:
-            return True
         if previous is not None and series in previous:
             current.add(series)
             self._current_total += 1
