@@ -109,7 +109,7 @@ class SloSpec:
     @property
     def budget(self) -> float:
         """The error budget as a ratio: 0.001 for 99.9 %."""
-        return 1.0 - self.objective / 100.0
+        return round(1.0 - self.objective / 100.0, 12)  # 99.9 gives 0.001, not 0.0010000000000000009
 
     def queries(self, window_s: int) -> tuple[WindowQuery, WindowQuery]:
         return self.sli.queries(window_s)
