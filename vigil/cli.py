@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from alerting import cli as alerting_cli
 from gpu_agent import cli as agent_cli
 from vigil import logs, tsv
 from vigil.errors import CliError
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for feature in FEATURES:
         feature.register(sub)
+    alerting_cli.register(sub)  # a command only: alerting runs in vigil up's process, as a service
 
     st = sub.add_parser("settings", help="show the effective settings")
     st.add_argument("--markdown", action="store_true", help="print the settings table of the README")
