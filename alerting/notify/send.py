@@ -145,7 +145,8 @@ class Sender:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
         self._client.close()
 
     @property

@@ -47,6 +47,8 @@ def test_silence_window_and_expire() -> None:
         ([("host", "=", "a")], 1.0, 2.0, " ", "createdBy"),
     ],
 )
-def test_bad_silences_are_refused_with_a_reason(matchers: list, starts: float, ends: float, by: str, message: str) -> None:
+def test_bad_silences_are_refused_with_a_reason(
+    matchers: list, starts: float, ends: float, by: str, message: str
+) -> None:
     with pytest.raises(SilenceError, match=message):
         SilenceStore(None).create(matchers, starts, ends, by, "")
