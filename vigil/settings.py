@@ -116,6 +116,17 @@ class Settings(BaseSettings):
         10, ge=1, description="Warnings and errors with the same message logged per interval; the rest are counted."
     )
     log_repeat_interval_s: float = Field(60.0, gt=0, description="The interval of `VIGIL_LOG_REPEAT_LIMIT`.")
+    # -- alerting (notify)
+    alerting_config: Path | None = Field(
+        None,
+        description="Notification config YAML (Alertmanager's shape: route, receivers, inhibit_rules, "
+        "time_intervals). Unset: a root route with no receiver.",
+    )
+    webhook_url: str = Field(
+        "",
+        description="Quick set-up: a webhook receiver (Alertmanager v4 payload, resolved messages too) "
+        "on the root route, with or without a config file.",
+    )
 
     @field_validator("ingest_tokens", mode="before")
     @classmethod

@@ -292,3 +292,37 @@ ALTER TABLE vigil_ingest_requests_local ON CLUSTER `vigil` ADD COLUMN IF NOT EXI
 
 ALTER TABLE vigil_ingest_requests ON CLUSTER `vigil` ADD COLUMN IF NOT EXISTS BodySha256 String DEFAULT '';
 
+-- 009 notify_silences_and_log
+CREATE TABLE IF NOT EXISTS vigil_silences_local ON CLUSTER `vigil`
+(Id String,
+    Matchers String,
+    StartsAt DateTime64(3, 'UTC'),
+    EndsAt DateTime64(3, 'UTC'),
+    CreatedBy String,
+    Comment String,
+    UpdatedAt DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/vigil_silences_local', '{replica}')
+ORDER BY (Id, UpdatedAt)
+TTL toDateTime(EndsAt) + toIntervalDay(5)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS vigil_silences ON CLUSTER `vigil` AS vigil_silences_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_silences_local, rand());
+
+CREATE TABLE IF NOT EXISTS vigil_notification_log_local ON CLUSTER `vigil`
+(Receiver String,
+    GroupKey String,
+    Firing Array(String),
+    Resolved Array(String),
+    SentAt DateTime64(3, 'UTC'),
+    ExpiresAt DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/vigil_notification_log_local', '{replica}')
+ORDER BY (Receiver, GroupKey, SentAt)
+TTL toDateTime(ExpiresAt)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS vigil_notification_log ON CLUSTER `vigil` AS vigil_notification_log_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_notification_log_local, rand());
+

@@ -36,6 +36,7 @@ DEDUP_WINDOW = 10_000  # recent insert blocks whose dedup tokens/hashes a table 
 
 ROLLUP_1M, ROLLUP_1H = "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h"
 INGEST_LEDGER = "vigil_ingest_requests"
+SILENCES, NOTIFICATION_LOG = "vigil_silences", "vigil_notification_log"  # alerting's notify state
 
 _MAP = ATTRIBUTE_MAP
 
@@ -194,6 +195,39 @@ def m005_ledger_body_digest(ctx: SchemaContext) -> list[str]:
     return statements
 
 
+def m009_notify_state(ctx: SchemaContext) -> list[str]:
+    # Both append-only (a change is a new row; readers take the newest per key with argMax), so a
+    # silence expiry or a sent notification is one insert on a single node and a cluster alike.
+    silences = ctx.table(
+        SILENCES,
+        """
+    Id String,
+    Matchers String,
+    StartsAt DateTime64(3, 'UTC'),
+    EndsAt DateTime64(3, 'UTC'),
+    CreatedBy String,
+    Comment String,
+    UpdatedAt DateTime64(3, 'UTC')""",
+        order_by="Id, UpdatedAt",
+        ttl="toDateTime(EndsAt) + toIntervalDay(5)",
+        settings="index_granularity = 1024",
+    )
+    notification_log = ctx.table(
+        NOTIFICATION_LOG,
+        """
+    Receiver String,
+    GroupKey String,
+    Firing Array(String),
+    Resolved Array(String),
+    SentAt DateTime64(3, 'UTC'),
+    ExpiresAt DateTime64(3, 'UTC')""",
+        order_by="Receiver, GroupKey, SentAt",
+        ttl="toDateTime(ExpiresAt)",
+        settings="index_granularity = 1024",
+    )
+    return [*silences, *notification_log]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -207,6 +241,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "gauge_rollups_1m_1h", m003_gauge_rollups),
     Migration(4, "ingest_ledger", m004_ingest_ledger),
     Migration(5, "ingest_ledger_body_digest", m005_ledger_body_digest),
+    Migration(9, "notify_silences_and_log", m009_notify_state),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from alerting.config import ConfigError, load_config, parse_duration
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "alerting.yaml"
+    path.write_text(text)
+    return path
+
+
+FULL = """\
+external_url: http://vigil:8080
+route:
+  receiver: oncall
+  group_by: [alertname, host]
+  routes:
+    - matchers: ['severity="ticket"']
+      receiver: tickets
+      mute_time_intervals: [weekends]
+receivers:
+  - name: oncall
+    pagerduty_configs:
+      - routing_key_env: PD_KEY
+    webhook_configs:
+      - url: http://127.0.0.1:9/hook
+        basic_auth: {username: vigil, password_file: SECRET}
+  - name: tickets
+    slack_configs:
+      - url_env: SLACK_URL
+        send_resolved: false
+    alertmanager_configs:
+      - url: http://127.0.0.1:9093
+        resend_interval: 30s
+inhibit_rules:
+  - source_matchers: [alertname=NodeDown]
+    target_matchers: [severity=~page|ticket]
+    equal: [host]
+time_intervals:
+  - name: weekends
+    time_intervals: [{weekdays: ['saturday:sunday'], location: Europe/Paris}]
+"""
+
+
+def test_a_full_config_loads(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    path = write(tmp_path, FULL.replace("SECRET", str(tmp_path / "pw")))
+    env = {"PD_KEY": "pdkey", "SLACK_URL": "https://hooks.slack.test/x"}
+    config = load_config(path, SimpleNamespace(webhook_url=""), env)
+    assert config.route.group_wait_s == 1.0 and config.route.repeat_interval_s == 4 * 3600
+    hook, pd = config.receivers["oncall"].integrations  # in KINDS order
+    assert pd.kind == "pagerduty" and pd.routing_key == "pdkey" and pd.url.startswith("https://events.pagerduty")
+    assert dict(hook.headers)["Authorization"].startswith("Basic ")
+    slack, am = config.receivers["tickets"].integrations
+    assert slack.url == "https://hooks.slack.test/x" and slack.send_resolved is False
+    assert am.resend_interval_s == 30.0
+    assert config.inhibit_rules[0].equal == ("host",)
+    assert "pdkey" not in repr(config) and "s3cret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("receivers:\n  - name: x\n    pagerduty_configs:\n      - routing_key: abc\n", ":4: .*routing_key_env"),
+        ("receivers:\n  - name: x\n    webhook_configs:\n      - url: http://h\n        basic_auth:\n"
+         "          password: hunter2\n", ":6: .*password_env"),
+        ("route:\n  receiver: nobody\n", "receiver 'nobody'"),
+        ("route:\n  group_wait: soon\n", ":2: .*duration"),
+        ("route:\n  routes:\n    - matchers: ['=page']\n", ":3: .*matcher"),
+        ("route:\n  recever: x\n", ":2: .*unknown key `recever`"),
+        ("route: [\n", ":2: not valid YAML"),
+        ("receivers:\n  - name: x\n    webhook_configs:\n      - url: ftp://h\n", "http:// or https://"),
+        ("receivers:\n  - name: x\n    pagerduty_configs:\n      - routing_key_env: NOPE\n", "NOPE is not set"),
+    ],
+)  # fmt: skip
+def test_config_errors_name_the_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), SimpleNamespace(webhook_url=""), {})
+
+
+def test_no_file_and_a_webhook_url() -> None:
+    assert load_config(None, SimpleNamespace(webhook_url="")).route.receiver is None
+    config = load_config(None, SimpleNamespace(webhook_url="http://127.0.0.1:9/hook"))
+    assert config.route.receiver == "webhook"
+    (hook,) = config.receivers["webhook"].integrations
+    assert hook.kind == "webhook" and hook.send_resolved
+
+
+def test_the_webhook_url_joins_an_existing_root_receiver(tmp_path: Path) -> None:
+    path = write(tmp_path, "route: {receiver: a}\nreceivers:\n  - name: a\n    slack_configs: [{url: 'http://s'}]\n")
+    config = load_config(path, SimpleNamespace(webhook_url="http://127.0.0.1:9/hook"), {})
+    assert [i.kind for i in config.receivers["a"].integrations] == ["slack", "webhook"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("1s", 1), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), (2, 2)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text, "x") == seconds
