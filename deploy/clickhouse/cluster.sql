@@ -292,6 +292,150 @@ ALTER TABLE vigil_ingest_requests_local ON CLUSTER `vigil` ADD COLUMN IF NOT EXI
 
 ALTER TABLE vigil_ingest_requests ON CLUSTER `vigil` ADD COLUMN IF NOT EXISTS BodySha256 String DEFAULT '';
 
+-- 006 sum_rollups_1m_1h
+CREATE TABLE IF NOT EXISTS vigil_metrics_sum_1m_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    ValueFirst AggregateFunction(argMin, Float64, DateTime64(9)),
+    ValueLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    ValueMax SimpleAggregateFunction(max, Float64),
+    TimeFirst SimpleAggregateFunction(min, DateTime64(9)),
+    TimeLast SimpleAggregateFunction(max, DateTime64(9)),
+    Points SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_sum_1m_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(90)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_sum_1m ON CLUSTER `vigil` AS vigil_metrics_sum_1m_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_sum_1m_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_sum_1m_mv ON CLUSTER `vigil` TO vigil_metrics_sum_1m_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes,
+    toDateTime(toStartOfMinute(TimeUnix)) AS TimeBucket,
+    argMinState(Value, TimeUnix) AS ValueFirst, argMaxState(Value, TimeUnix) AS ValueLast, max(Value) AS ValueMax,
+    min(TimeUnix) AS TimeFirst, max(TimeUnix) AS TimeLast, toUInt64(count()) AS Points
+FROM otel_metrics_sum_local
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_sum_1h_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    ValueFirst AggregateFunction(argMin, Float64, DateTime64(9)),
+    ValueLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    ValueMax SimpleAggregateFunction(max, Float64),
+    TimeFirst SimpleAggregateFunction(min, DateTime64(9)),
+    TimeLast SimpleAggregateFunction(max, DateTime64(9)),
+    Points SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_sum_1h_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(730)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_sum_1h ON CLUSTER `vigil` AS vigil_metrics_sum_1h_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_sum_1h_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_sum_1h_mv ON CLUSTER `vigil` TO vigil_metrics_sum_1h_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes,
+    toDateTime(toStartOfHour(TimeUnix)) AS TimeBucket,
+    argMinState(Value, TimeUnix) AS ValueFirst, argMaxState(Value, TimeUnix) AS ValueLast, max(Value) AS ValueMax,
+    min(TimeUnix) AS TimeFirst, max(TimeUnix) AS TimeLast, toUInt64(count()) AS Points
+FROM otel_metrics_sum_local
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
+
+-- 007 histogram_rollups_1m_1h
+CREATE TABLE IF NOT EXISTS vigil_metrics_histogram_1m_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    CountFirst AggregateFunction(argMin, UInt64, DateTime64(9)),
+    CountLast AggregateFunction(argMax, UInt64, DateTime64(9)),
+    CountMax SimpleAggregateFunction(max, UInt64),
+    SumFirst AggregateFunction(argMin, Float64, DateTime64(9)),
+    SumLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    SumAtMax AggregateFunction(argMax, Float64, UInt64),
+    BucketCountsFirst AggregateFunction(argMin, Array(UInt64), DateTime64(9)),
+    BucketCountsLast AggregateFunction(argMax, Array(UInt64), DateTime64(9)),
+    BucketCountsAtMax AggregateFunction(argMax, Array(UInt64), UInt64),
+    TimeFirst SimpleAggregateFunction(min, DateTime64(9)),
+    TimeLast SimpleAggregateFunction(max, DateTime64(9)),
+    Points SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_histogram_1m_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(90)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_histogram_1m ON CLUSTER `vigil` AS vigil_metrics_histogram_1m_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_histogram_1m_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_histogram_1m_mv ON CLUSTER `vigil` TO vigil_metrics_histogram_1m_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds,
+    toDateTime(toStartOfMinute(TimeUnix)) AS TimeBucket,
+    argMinState(Count, TimeUnix) AS CountFirst, argMaxState(Count, TimeUnix) AS CountLast, max(Count) AS CountMax,
+    argMinState(Sum, TimeUnix) AS SumFirst, argMaxState(Sum, TimeUnix) AS SumLast, argMaxState(Sum, Count) AS SumAtMax,
+    argMinState(BucketCounts, TimeUnix) AS BucketCountsFirst, argMaxState(BucketCounts, TimeUnix) AS BucketCountsLast,
+    argMaxState(BucketCounts, Count) AS BucketCountsAtMax,
+    min(TimeUnix) AS TimeFirst, max(TimeUnix) AS TimeLast, toUInt64(count()) AS Points
+FROM otel_metrics_histogram_local
+WHERE length(BucketCounts) = length(ExplicitBounds) + 1
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds, TimeBucket;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_histogram_1h_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    CountFirst AggregateFunction(argMin, UInt64, DateTime64(9)),
+    CountLast AggregateFunction(argMax, UInt64, DateTime64(9)),
+    CountMax SimpleAggregateFunction(max, UInt64),
+    SumFirst AggregateFunction(argMin, Float64, DateTime64(9)),
+    SumLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    SumAtMax AggregateFunction(argMax, Float64, UInt64),
+    BucketCountsFirst AggregateFunction(argMin, Array(UInt64), DateTime64(9)),
+    BucketCountsLast AggregateFunction(argMax, Array(UInt64), DateTime64(9)),
+    BucketCountsAtMax AggregateFunction(argMax, Array(UInt64), UInt64),
+    TimeFirst SimpleAggregateFunction(min, DateTime64(9)),
+    TimeLast SimpleAggregateFunction(max, DateTime64(9)),
+    Points SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_histogram_1h_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(730)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_histogram_1h ON CLUSTER `vigil` AS vigil_metrics_histogram_1h_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_histogram_1h_local, rand());
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_histogram_1h_mv ON CLUSTER `vigil` TO vigil_metrics_histogram_1h_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds,
+    toDateTime(toStartOfHour(TimeUnix)) AS TimeBucket,
+    argMinState(Count, TimeUnix) AS CountFirst, argMaxState(Count, TimeUnix) AS CountLast, max(Count) AS CountMax,
+    argMinState(Sum, TimeUnix) AS SumFirst, argMaxState(Sum, TimeUnix) AS SumLast, argMaxState(Sum, Count) AS SumAtMax,
+    argMinState(BucketCounts, TimeUnix) AS BucketCountsFirst, argMaxState(BucketCounts, TimeUnix) AS BucketCountsLast,
+    argMaxState(BucketCounts, Count) AS BucketCountsAtMax,
+    min(TimeUnix) AS TimeFirst, max(TimeUnix) AS TimeLast, toUInt64(count()) AS Points
+FROM otel_metrics_histogram_local
+WHERE length(BucketCounts) = length(ExplicitBounds) + 1
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds, TimeBucket;
+
 -- 009 notify_silences_and_log
 CREATE TABLE IF NOT EXISTS vigil_silences_local ON CLUSTER `vigil`
 (Id String,

@@ -9,10 +9,17 @@ import pytest
 from vigil.store import Store
 from vigil.store.schema import (
     GAUGE,
+    HISTOGRAM,
+    HISTOGRAM_ROLLUP_1H,
+    HISTOGRAM_ROLLUP_1M,
     MIGRATIONS,
     ROLLUP_1H,
     ROLLUP_1M,
+    ROLLUPS_1M,
     SCHEMA_TABLE,
+    SUM,
+    SUM_ROLLUP_1H,
+    SUM_ROLLUP_1M,
     SchemaContext,
     migrate,
     reconcile_ttls,
@@ -117,7 +124,7 @@ def test_migrations_are_recorded_once_and_rerun_is_a_no_op(store: Store) -> None
 def test_ttl_setting_changes_apply_to_existing_tables(store: Store) -> None:
     try:
         changed = reconcile_ttls(store, SchemaContext(rollup_1m_ttl_days=30))
-        assert changed == [ROLLUP_1M]
+        assert changed == list(ROLLUPS_1M)  # the gauge, sum and histogram minute rollups
         ((engine_full,),) = store.query_rows(
             "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
             {"t": ROLLUP_1M},
@@ -135,13 +142,16 @@ def test_cluster_rendering_is_replicated_distributed_on_cluster_and_parses(store
     assert all("ON CLUSTER `gpu_fleet`" in s for s in creates)
     local_tables = [s for s in creates if "_local ON CLUSTER" in s and "ENGINE = Replicated" in s]
     distributed = [s for s in creates if "ENGINE = Distributed(`gpu_fleet`" in s]
-    assert len(local_tables) == len(distributed) == 11  # schema, 5 raw, 2 rollups, ledger, silences, nflog
+    assert len(local_tables) == len(distributed) == 15  # schema, 5 raw, 6 rollups, ledger, silences, nflog
     assert all("'/clickhouse/tables/{shard}/{database}/" in s and "'{replica}'" in s for s in local_tables)
     assert any("ReplicatedAggregatingMergeTree" in s for s in local_tables)
     views = [s for s in creates if "MATERIALIZED VIEW" in s]
-    assert len(views) == 2
-    assert all(f"TO {ROLLUP_1M}_local" in v or f"TO {ROLLUP_1H}_local" in v for v in views)
-    assert all(f"FROM {GAUGE}_local" in v for v in views)
+    assert len(views) == 6
+    sources = {ROLLUP_1M: GAUGE, ROLLUP_1H: GAUGE, SUM_ROLLUP_1M: SUM, SUM_ROLLUP_1H: SUM}
+    sources |= {HISTOGRAM_ROLLUP_1M: HISTOGRAM, HISTOGRAM_ROLLUP_1H: HISTOGRAM}
+    for rollup, raw in sources.items():
+        (view,) = [v for v in views if f"TO {rollup}_local" in v]
+        assert f"FROM {raw}_local" in view
     for sql in statements:  # the real parser of the engine checks the syntax of every statement
         store.query_rows("SELECT formatQuery({q:String})", {"q": sql})
 

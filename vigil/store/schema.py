@@ -35,6 +35,10 @@ SCHEMA_TABLE = "vigil_schema_migrations"
 DEDUP_WINDOW = 10_000  # recent insert blocks whose dedup tokens/hashes a table remembers
 
 ROLLUP_1M, ROLLUP_1H = "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h"
+SUM_ROLLUP_1M, SUM_ROLLUP_1H = "vigil_metrics_sum_1m", "vigil_metrics_sum_1h"
+HISTOGRAM_ROLLUP_1M, HISTOGRAM_ROLLUP_1H = "vigil_metrics_histogram_1m", "vigil_metrics_histogram_1h"
+ROLLUPS_1M = (ROLLUP_1M, SUM_ROLLUP_1M, HISTOGRAM_ROLLUP_1M)
+ROLLUPS_1H = (ROLLUP_1H, SUM_ROLLUP_1H, HISTOGRAM_ROLLUP_1H)
 INGEST_LEDGER = "vigil_ingest_requests"
 SILENCES, NOTIFICATION_LOG = "vigil_silences", "vigil_notification_log"  # alerting's notify state
 
@@ -136,12 +140,32 @@ def m002_metric_tables(ctx: SchemaContext) -> list[str]:
     return [stmt for table in METRIC_TABLES for stmt in _raw_metric_table(ctx, table)]
 
 
-def _rollup(ctx: SchemaContext, table: str, bucket_fn: str, ttl_days: int) -> list[str]:
-    body = f"""
+def _rollup_table(ctx: SchemaContext, table: str, body: str, select: str, ttl_days: int, key: str) -> list[str]:
+    """An AggregatingMergeTree rollup and the view that fills it from each inserted block."""
+    return [
+        *ctx.table(
+            table,
+            body,
+            engine="AggregatingMergeTree",
+            partition_by="toYYYYMM(TimeBucket)",
+            order_by=f"{key}, TimeBucket",
+            ttl=_ttl_days("TimeBucket", ttl_days),
+            settings=f"index_granularity = 8192, ttl_only_drop_parts = 1, "
+            f"non_replicated_deduplication_window = {DEDUP_WINDOW}",
+        ),
+        *ctx.materialized_view(f"{table}_mv", table, select),
+    ]
+
+
+_ROLLUP_SERIES = f"""
     MetricName LowCardinality(String),
     ServiceName LowCardinality(String),
     ResourceAttributes {_MAP} CODEC(ZSTD(1)),
-    Attributes {_MAP} CODEC(ZSTD(1)),
+    Attributes {_MAP} CODEC(ZSTD(1)),"""
+
+
+def _rollup(ctx: SchemaContext, table: str, bucket_fn: str, ttl_days: int) -> list[str]:
+    body = f"""{_ROLLUP_SERIES}
     TimeBucket DateTime CODEC(Delta, ZSTD(1)),
     ValueAvg AggregateFunction(avg, Float64),
     ValueMin SimpleAggregateFunction(min, Float64),
@@ -154,19 +178,7 @@ def _rollup(ctx: SchemaContext, table: str, bucket_fn: str, ttl_days: int) -> li
     argMaxState(Value, TimeUnix) AS ValueLast, toUInt64(count()) AS Count
 FROM {ctx.storage_name(GAUGE)}
 GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket"""
-    return [
-        *ctx.table(
-            table,
-            body,
-            engine="AggregatingMergeTree",
-            partition_by="toYYYYMM(TimeBucket)",
-            order_by=f"{SERIES_KEY}, TimeBucket",
-            ttl=_ttl_days("TimeBucket", ttl_days),
-            settings=f"index_granularity = 8192, ttl_only_drop_parts = 1, "
-            f"non_replicated_deduplication_window = {DEDUP_WINDOW}",
-        ),
-        *ctx.materialized_view(f"{table}_mv", table, select),
-    ]
+    return _rollup_table(ctx, table, body, select, ttl_days, SERIES_KEY)
 
 
 def m003_gauge_rollups(ctx: SchemaContext) -> list[str]:
@@ -193,6 +205,74 @@ def m005_ledger_body_digest(ctx: SchemaContext) -> list[str]:
     if ctx.cluster:
         statements.append(f"ALTER TABLE {INGEST_LEDGER}{ctx.on_cluster} {column}")
     return statements
+
+
+# Cumulative series (sums, histograms) keep per bucket the first and the last point, the peak, and
+# the point count: enough for `vigil.store.window` to take increases at query time that equal the raw
+# ones, detecting counter resets (see the exactness conditions there). First and last are argMin /
+# argMax by time, so blocks inserted in any order merge to the same state.
+_CUMULATIVE_TIMES = """
+    TimeFirst SimpleAggregateFunction(min, DateTime64(9)),
+    TimeLast SimpleAggregateFunction(max, DateTime64(9)),
+    Points SimpleAggregateFunction(sum, UInt64)"""
+_CUMULATIVE_TIMES_SELECT = "min(TimeUnix) AS TimeFirst, max(TimeUnix) AS TimeLast, toUInt64(count()) AS Points"
+
+
+def _sum_rollup(ctx: SchemaContext, table: str, bucket_fn: str, ttl_days: int) -> list[str]:
+    body = f"""{_ROLLUP_SERIES}
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    ValueFirst AggregateFunction(argMin, Float64, DateTime64(9)),
+    ValueLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    ValueMax SimpleAggregateFunction(max, Float64),{_CUMULATIVE_TIMES}"""
+    select = f"""SELECT MetricName, ServiceName, ResourceAttributes, Attributes,
+    toDateTime({bucket_fn}(TimeUnix)) AS TimeBucket,
+    argMinState(Value, TimeUnix) AS ValueFirst, argMaxState(Value, TimeUnix) AS ValueLast, max(Value) AS ValueMax,
+    {_CUMULATIVE_TIMES_SELECT}
+FROM {ctx.storage_name(SUM)}
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket"""
+    return _rollup_table(ctx, table, body, select, ttl_days, SERIES_KEY)
+
+
+def m006_sum_rollups(ctx: SchemaContext) -> list[str]:
+    return [
+        *_sum_rollup(ctx, SUM_ROLLUP_1M, "toStartOfMinute", ctx.rollup_1m_ttl_days),
+        *_sum_rollup(ctx, SUM_ROLLUP_1H, "toStartOfHour", ctx.rollup_1h_ttl_days),
+    ]
+
+
+def _histogram_rollup(ctx: SchemaContext, table: str, bucket_fn: str, ttl_days: int) -> list[str]:
+    # The bounds are part of the series: a histogram whose bounds change is a new series, so the
+    # bucket-count arrays of one series always have one length.
+    body = f"""{_ROLLUP_SERIES}
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    CountFirst AggregateFunction(argMin, UInt64, DateTime64(9)),
+    CountLast AggregateFunction(argMax, UInt64, DateTime64(9)),
+    CountMax SimpleAggregateFunction(max, UInt64),
+    SumFirst AggregateFunction(argMin, Float64, DateTime64(9)),
+    SumLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    SumAtMax AggregateFunction(argMax, Float64, UInt64),
+    BucketCountsFirst AggregateFunction(argMin, Array(UInt64), DateTime64(9)),
+    BucketCountsLast AggregateFunction(argMax, Array(UInt64), DateTime64(9)),
+    BucketCountsAtMax AggregateFunction(argMax, Array(UInt64), UInt64),{_CUMULATIVE_TIMES}"""
+    select = f"""SELECT MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds,
+    toDateTime({bucket_fn}(TimeUnix)) AS TimeBucket,
+    argMinState(Count, TimeUnix) AS CountFirst, argMaxState(Count, TimeUnix) AS CountLast, max(Count) AS CountMax,
+    argMinState(Sum, TimeUnix) AS SumFirst, argMaxState(Sum, TimeUnix) AS SumLast, argMaxState(Sum, Count) AS SumAtMax,
+    argMinState(BucketCounts, TimeUnix) AS BucketCountsFirst, argMaxState(BucketCounts, TimeUnix) AS BucketCountsLast,
+    argMaxState(BucketCounts, Count) AS BucketCountsAtMax,
+    {_CUMULATIVE_TIMES_SELECT}
+FROM {ctx.storage_name(HISTOGRAM)}
+WHERE length(BucketCounts) = length(ExplicitBounds) + 1
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds, TimeBucket"""
+    return _rollup_table(ctx, table, body, select, ttl_days, f"{SERIES_KEY}, ExplicitBounds")
+
+
+def m007_histogram_rollups(ctx: SchemaContext) -> list[str]:
+    return [
+        *_histogram_rollup(ctx, HISTOGRAM_ROLLUP_1M, "toStartOfMinute", ctx.rollup_1m_ttl_days),
+        *_histogram_rollup(ctx, HISTOGRAM_ROLLUP_1H, "toStartOfHour", ctx.rollup_1h_ttl_days),
+    ]
 
 
 def m009_notify_state(ctx: SchemaContext) -> list[str]:
@@ -241,14 +321,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "gauge_rollups_1m_1h", m003_gauge_rollups),
     Migration(4, "ingest_ledger", m004_ingest_ledger),
     Migration(5, "ingest_ledger_body_digest", m005_ledger_body_digest),
+    Migration(6, "sum_rollups_1m_1h", m006_sum_rollups),
+    Migration(7, "histogram_rollups_1m_1h", m007_histogram_rollups),
     Migration(9, "notify_silences_and_log", m009_notify_state),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.
 TTL_TABLES: dict[str, Callable[[SchemaContext], str]] = {
     **{t: (lambda ctx: _ttl_days("TimeUnix", ctx.raw_ttl_days)) for t in METRIC_TABLES},
-    ROLLUP_1M: lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1m_ttl_days),
-    ROLLUP_1H: lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days),
+    **{t: (lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1m_ttl_days)) for t in ROLLUPS_1M},
+    **{t: (lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days)) for t in ROLLUPS_1H},
     INGEST_LEDGER: lambda ctx: f"toDateTime(CommittedAt) + toIntervalHour({ctx.idempotency_window_hours})",
 }
 
