@@ -24,6 +24,7 @@ from vigil.store import Store
 
 SERIES_WINDOW_S = 3600.0
 MAX_KEY_LENGTH = 255
+DIGEST_KEY_PREFIX = "sha256:"  # the key of a request sent without one
 
 
 def token_digest(token: str) -> bytes:
@@ -155,7 +156,14 @@ class Collector:
         if idempotency_key and len(idempotency_key) > MAX_KEY_LENGTH:
             raise MalformedPayload(f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters")
         digest = hashlib.sha256(raw).hexdigest()
-        key = (idempotency_key or "").strip() or "sha256:" + digest  # blank = absent
+        key = (idempotency_key or "").strip() or DIGEST_KEY_PREFIX + digest  # blank = absent
+        if key.startswith(DIGEST_KEY_PREFIX) and key != DIGEST_KEY_PREFIX + digest:
+            # the keys of keyless requests: a client naming another body's digest would have that
+            # body refused (422) when it later arrives without a key
+            raise MalformedPayload(
+                f"Idempotency-Key may start with {DIGEST_KEY_PREFIX!r} only as the SHA-256 of the body; "
+                "choose another key"
+            )
         if token_scope:
             key = f"{token_scope}/{key}"
         accepted_ns = self.clock()
