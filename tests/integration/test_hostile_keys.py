@@ -1,12 +1,16 @@
-"""Hostile ingest found after the first round of fixes: Idempotency-Key namespace tricks."""
+"""Hostile ingest found after the first round of fixes: key namespace tricks, concurrent parse memory."""
 
 import hashlib
+import threading
 import time
 
+import pytest
 from google.rpc import status_pb2
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import ResourceMetrics
 
 from tests.integration.conftest import VigilServer
-from tests.integration.test_hostile_ingest import assert_still_serving, stored
+from tests.integration.test_hostile_ingest import assert_still_serving, rss_mb, stored
 from tests.otlp import gauge_request
 
 
@@ -22,3 +26,22 @@ def test_a_client_key_naming_another_bodys_digest_is_refused(make_server) -> Non
     assert own.status_code == 200, "naming the body's own digest is the keyless key itself"
     assert_still_serving(server, now + 10)
     assert stored(server, "SELECT count() FROM otel_metrics_gauge") == [[3 + 2 + 7]]
+
+
+@pytest.mark.heavy
+def test_concurrent_bodies_of_tiny_messages_are_decoded_a_bounded_number_at_a_time(make_server) -> None:
+    # 2 bytes per empty ResourceMetrics parse into ~60 bytes each: a body costs ~30x its size while parsed
+    server: VigilServer = make_server({"VIGIL_MAX_BODY_BYTES": str(2 << 20), "VIGIL_INGEST_DECODERS": "1"}).start()
+    body = ExportMetricsServiceRequest(resource_metrics=[ResourceMetrics()] * 1_000_000).SerializeToString()
+    before, peak = rss_mb(server), [0.0]
+    answers: list[int] = []
+    threads = [threading.Thread(target=lambda: answers.append(server.post(body).status_code)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        peak[0] = max(peak[0], rss_mb(server))
+        time.sleep(0.05)
+    assert answers == [200] * 6
+    grown = peak[0] - before
+    assert grown < 200, f"RSS grew {grown:.0f} MB for six 2 MB bodies (one parsed at a time is ~60 MB)"
+    assert_still_serving(server, time.time_ns())
