@@ -75,8 +75,12 @@ def decompress(
         if work.members > max_members:
             raise PayloadTooLarge(f"gzip body has more than {max_members} members; send one gzip stream")
         pos = _inflate_member(view, pos, wbits, encoding, out, max_bytes, work)
-        if encoding != "gzip" or pos >= len(view):
+        if pos >= len(view):
             return bytes(out)
+        if encoding != "gzip":
+            # zlib stops at the end of the first stream: what follows would be dropped unread
+            # while the request is answered 200, so a second stream or trailing bytes are refused.
+            raise MalformedPayload(f"body has {len(view) - pos} bytes after the end of its deflate stream")
 
 
 def _inflate_member(

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Grace on SIGTERM: in-flight requests drain (slow uploads get 503), then the collector's queue.",
     )
+    ingest_decoders: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Request bodies decoded and converted at once; the rest wait their turn. A parsed body can "
+        "take 30 times its size in memory, and the work holds the interpreter lock, so more buy no speed.",
+    )
     max_gzip_members: int = Field(
         64, ge=1, description="Most gzip members (streams one after another) in one request body."
     )

@@ -142,6 +142,13 @@ def test_garbage_after_a_gzip_member_is_malformed() -> None:
         decode.decompress(gzip.compress(b"ok") + b"\x00junk", "gzip", 1 << 20)
 
 
+@pytest.mark.parametrize("tail", [b"junk", zlib.compress(b"second stream")])
+def test_bytes_after_a_deflate_stream_are_malformed_not_dropped(tail: bytes) -> None:
+    # zlib ends at the first stream; accepting the rest would answer 200 for data never read
+    with pytest.raises(MalformedPayload, match="after the end of its deflate stream"):
+        decode.decompress(zlib.compress(b"first stream") + tail, "deflate", 1 << 20)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
