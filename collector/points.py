@@ -8,6 +8,7 @@ lists within their limits), so no accepted point can fail its insert.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from math import isfinite
 from typing import Any
 
@@ -42,10 +43,13 @@ class PointChecks:
         }.get(kind, _none)
 
     def histogram(self, dp: Any) -> str | None:
-        buckets = dp.bucket_counts
-        if len(buckets) > self.limits.max_buckets:
+        buckets, bounds = dp.bucket_counts, dp.explicit_bounds
+        if len(buckets) > self.limits.max_buckets or len(bounds) >= self.limits.max_buckets:
             return BUCKET_LIMIT
-        if buckets and len(buckets) != len(dp.explicit_bounds) + 1:
+        if buckets and len(buckets) != len(bounds) + 1:
+            return MALFORMED_POINT
+        # OTLP: bounds are finite and strictly increasing; readers of the buckets rely on it
+        if any(not isfinite(b) for b in bounds) or any(a >= b for a, b in pairwise(bounds)):
             return MALFORMED_POINT
         if buckets and sum(buckets) != dp.count:
             return MALFORMED_POINT
@@ -56,6 +60,8 @@ class PointChecks:
         if len(positive) > self.limits.max_buckets or len(negative) > self.limits.max_buckets:
             return BUCKET_LIMIT
         if dp.zero_count + sum(positive) + sum(negative) != dp.count:
+            return MALFORMED_POINT
+        if not isfinite(dp.zero_threshold) or dp.zero_threshold < 0:
             return MALFORMED_POINT
         return _finite_optional(dp)
 

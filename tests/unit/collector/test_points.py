@@ -84,7 +84,9 @@ def test_the_default_name_limit_is_opentelemetrys_255() -> None:
 
 def test_histogram_buckets_exp_buckets_and_quantiles_are_limited() -> None:
     h = metrics_pb2.Metric(name="h")
-    h.histogram.data_points.add(time_unix_nano=NOW, count=5, bucket_counts=[1] * 5, explicit_bounds=[1.0] * 4)
+    h.histogram.data_points.add(
+        time_unix_nano=NOW, count=5, bucket_counts=[1] * 5, explicit_bounds=[1.0, 2.0, 3.0, 4.0]
+    )
     e = metrics_pb2.Metric(name="e")
     ep = e.exponential_histogram.data_points.add(time_unix_nano=NOW, count=5)
     ep.negative.bucket_counts.extend([1] * 5)
@@ -106,3 +108,29 @@ def test_int64_extremes_that_fit_their_columns_are_accepted() -> None:
     assert out.accepted == 2
     table = to_arrow(out.tables[cv.HISTOGRAM])
     assert table.column("Count").type == pa.uint64() and table.column("Count")[0].as_py() == 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [[1.0, float("nan")], [float("inf")], [2.0, 1.0], [1.0, 1.0]],
+    ids=["nan", "inf", "decreasing", "repeated"],
+)
+def test_histogram_bounds_must_be_finite_and_strictly_increasing(bounds: list[float]) -> None:
+    h = metrics_pb2.Metric(name="h")
+    h.histogram.data_points.add(
+        time_unix_nano=NOW, count=0, explicit_bounds=bounds, bucket_counts=[0] * (len(bounds) + 1)
+    )
+    assert convert(request_with([h])).rejected == {cv.MALFORMED_POINT: 1}
+
+
+def test_bounds_without_buckets_are_limited_too() -> None:
+    h = metrics_pb2.Metric(name="h")
+    h.histogram.data_points.add(time_unix_nano=NOW, count=0, explicit_bounds=[float(i) for i in range(10)])
+    assert convert(request_with([h]), Limits(max_buckets=5)).rejected == {cv.BUCKET_LIMIT: 1}
+
+
+def test_an_exponential_histograms_zero_threshold_must_be_finite_and_not_negative() -> None:
+    for threshold in (float("nan"), -1.0):
+        e = metrics_pb2.Metric(name="e")
+        e.exponential_histogram.data_points.add(time_unix_nano=NOW, count=0, zero_threshold=threshold)
+        assert convert(request_with([e])).rejected == {cv.MALFORMED_POINT: 1}
