@@ -55,6 +55,7 @@ class Step:
 
     active: dict[str, Tracked]  # fingerprint → alert still held (pending or firing)
     resolved: list[Alert]  # firing alerts whose condition stopped: notified once, then forgotten
+    dropped: list[Alert]  # pending alerts whose condition stopped: forgotten without a word
     transitions: list[Transition]
 
 
@@ -112,6 +113,7 @@ def advance(
 
     out: dict[str, Tracked] = {}
     resolved: list[Alert] = []
+    dropped: list[Alert] = []
     transitions: list[Transition] = []
 
     def note(alert: Alert, from_state: str, to_state: str) -> None:
@@ -143,6 +145,7 @@ def advance(
         alert = held.alert
         if alert.state == AlertState.PENDING:
             note(alert, AlertState.PENDING, AlertState.INACTIVE)
+            dropped.append(replace(alert, state=AlertState.INACTIVE))
             continue
         since = held.keep_firing_since if held.keep_firing_since is not None else now
         if rule.keep_firing_for_s > 0 and now - since < rule.keep_firing_for_s:
@@ -158,4 +161,4 @@ def advance(
             fired = replace(alert, state=AlertState.FIRING, fired_at=now)
             note(fired, AlertState.PENDING, AlertState.FIRING)
             out[fp] = Tracked(fired, held.keep_firing_since)
-    return Step(out, resolved, transitions)
+    return Step(out, resolved, dropped, transitions)
