@@ -18,6 +18,7 @@ from prometheus_client import (
 from starlette.concurrency import run_in_threadpool
 
 import vigil
+from alerting.service import AlertingService
 from collector.plugin import CollectorService
 from vigil import lifecycle
 from vigil.health import ChildState, HealthMonitor
@@ -26,7 +27,7 @@ from vigil.settings import Settings
 from vigil.store import Store
 
 # The in-process services of `vigil up`, in start order (closed in reverse), as FEATURES lists children.
-SERVICES: tuple[ServiceFactory, ...] = (CollectorService,)
+SERVICES: tuple[ServiceFactory, ...] = (CollectorService, AlertingService)
 
 
 def create_app(

@@ -48,6 +48,7 @@ def schema_context(settings: Settings) -> SchemaContext:
         rollup_1m_ttl_days=settings.rollup_1m_ttl_days,
         rollup_1h_ttl_days=settings.rollup_1h_ttl_days,
         idempotency_window_hours=settings.idempotency_window_hours,
+        alert_history_days=settings.alert_history_days,
     )
 
 

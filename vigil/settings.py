@@ -135,7 +135,19 @@ class Settings(BaseSettings):
         "on the root route, with or without a config file.",
     )
 
-    @field_validator("ingest_tokens", mode="before")
+    # -- alerting (evaluator)
+    rules_dir: Path | None = Field(
+        None, description="Directory of rule files (`*.yaml`, `*.yml`) evaluated beside the default pack."
+    )
+    default_rules: bool = Field(True, description="Evaluate the default rule pack for GPU inference fleets.")
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated bearer tokens for the alerting API (`/api/v1/...`). "
+        "Without any, the API answers loopback clients only.",
+    )
+    alert_history_days: int = Field(90, ge=1, description="Days alert transitions (and forgotten alerts) are kept.")
+
+    @field_validator("ingest_tokens", "api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):

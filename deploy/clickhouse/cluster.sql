@@ -436,6 +436,47 @@ FROM otel_metrics_histogram_local
 WHERE length(BucketCounts) = length(ExplicitBounds) + 1
 GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, ExplicitBounds, TimeBucket;
 
+-- 008 alert_state_and_history
+CREATE TABLE IF NOT EXISTS vigil_alerts_local ON CLUSTER `vigil`
+(Fingerprint String,
+    Rule LowCardinality(String),
+    GroupName LowCardinality(String),
+    Labels Map(LowCardinality(String), String),
+    Annotations Map(LowCardinality(String), String),
+    State LowCardinality(String),
+    Value Float64,
+    ActiveAt DateTime64(3),
+    FiredAt Nullable(DateTime64(3)),
+    ResolvedAt Nullable(DateTime64(3)),
+    KeepFiringSince Nullable(DateTime64(3)),
+    UpdatedAt DateTime64(3),
+    Version UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_alerts_local', '{replica}', Version)
+ORDER BY (Fingerprint)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS vigil_alerts ON CLUSTER `vigil` AS vigil_alerts_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_alerts_local, rand());
+
+CREATE TABLE IF NOT EXISTS vigil_alert_history_local ON CLUSTER `vigil`
+(At DateTime64(3),
+    Fingerprint String,
+    Rule LowCardinality(String),
+    Labels Map(LowCardinality(String), String),
+    FromState LowCardinality(String),
+    ToState LowCardinality(String),
+    Value Float64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/vigil_alert_history_local', '{replica}')
+PARTITION BY toYYYYMM(At)
+ORDER BY (At, Fingerprint)
+TTL toDateTime(At) + toIntervalDay(90)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS vigil_alert_history ON CLUSTER `vigil` AS vigil_alert_history_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_alert_history_local, rand());
+
 -- 009 notify_silences_and_log
 CREATE TABLE IF NOT EXISTS vigil_silences_local ON CLUSTER `vigil`
 (Id String,

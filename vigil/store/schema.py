@@ -60,6 +60,7 @@ class SchemaContext:
     rollup_1m_ttl_days: int = 90
     rollup_1h_ttl_days: int = 730
     idempotency_window_hours: int = 24
+    alert_history_days: int = 90
 
     @property
     def on_cluster(self) -> str:
@@ -75,16 +76,19 @@ class SchemaContext:
         body: str,
         *,
         engine: str = "MergeTree",
+        engine_args: str = "",
         partition_by: str | None = None,
         order_by: str,
         ttl: str | None = None,
         settings: str = "index_granularity = 8192",
     ) -> list[str]:
         local = self.storage_name(name)
+        # engine_args follow the replication path and replica name of a Replicated engine
         if self.cluster:
-            engine_sql = f"Replicated{engine}('/clickhouse/tables/{{shard}}/{{database}}/{local}', '{{replica}}')"
+            args = f"'/clickhouse/tables/{{shard}}/{{database}}/{local}', '{{replica}}'"
+            engine_sql = f"Replicated{engine}({args}{', ' + engine_args if engine_args else ''})"
         else:
-            engine_sql = engine
+            engine_sql = f"{engine}({engine_args})" if engine_args else engine
         clauses = [f"ENGINE = {engine_sql}"]
         if partition_by:
             clauses.append(f"PARTITION BY {partition_by}")
@@ -308,6 +312,58 @@ def m009_notify_state(ctx: SchemaContext) -> list[str]:
     return [*silences, *notification_log]
 
 
+ALERTS, ALERT_HISTORY = "vigil_alerts", "vigil_alert_history"
+
+
+def m008_alert_state(ctx: SchemaContext) -> list[str]:
+    """The alerts each rule holds (one row per fingerprint, newest Version wins) and their transitions.
+
+    Read the current state with argMax over Version, not FINAL: on a cluster one fingerprint's rows
+    may sit on several shards, which FINAL does not merge. No TTL on the state: a TTL could drop a
+    forgotten alert's last row before an older firing row of it merged away and so revive it;
+    alerting prunes whole forgotten fingerprints instead.
+    """
+    state = f"""
+    Fingerprint String,
+    Rule LowCardinality(String),
+    GroupName LowCardinality(String),
+    Labels {_MAP},
+    Annotations {_MAP},
+    State LowCardinality(String),
+    Value Float64,
+    ActiveAt DateTime64(3),
+    FiredAt Nullable(DateTime64(3)),
+    ResolvedAt Nullable(DateTime64(3)),
+    KeepFiringSince Nullable(DateTime64(3)),
+    UpdatedAt DateTime64(3),
+    Version UInt64"""
+    history = f"""
+    At DateTime64(3),
+    Fingerprint String,
+    Rule LowCardinality(String),
+    Labels {_MAP},
+    FromState LowCardinality(String),
+    ToState LowCardinality(String),
+    Value Float64"""
+    return [
+        *ctx.table(
+            ALERTS,
+            state,
+            engine="ReplacingMergeTree",
+            engine_args="Version",
+            order_by="Fingerprint",
+            settings="index_granularity = 1024",
+        ),
+        *ctx.table(
+            ALERT_HISTORY,
+            history,
+            partition_by="toYYYYMM(At)",
+            order_by="At, Fingerprint",
+            ttl=_ttl_days("At", ctx.alert_history_days),
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -323,6 +379,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "ingest_ledger_body_digest", m005_ledger_body_digest),
     Migration(6, "sum_rollups_1m_1h", m006_sum_rollups),
     Migration(7, "histogram_rollups_1m_1h", m007_histogram_rollups),
+    Migration(8, "alert_state_and_history", m008_alert_state),
     Migration(9, "notify_silences_and_log", m009_notify_state),
 )
 
@@ -332,6 +389,7 @@ TTL_TABLES: dict[str, Callable[[SchemaContext], str]] = {
     **{t: (lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1m_ttl_days)) for t in ROLLUPS_1M},
     **{t: (lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days)) for t in ROLLUPS_1H},
     INGEST_LEDGER: lambda ctx: f"toDateTime(CommittedAt) + toIntervalHour({ctx.idempotency_window_hours})",
+    ALERT_HISTORY: lambda ctx: _ttl_days("At", ctx.alert_history_days),
 }
 
 

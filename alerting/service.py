@@ -1,0 +1,212 @@
+"""Alerting as a service of `vigil up`: rules, the evaluator, the notification pipeline, the API."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+
+from alerting import api
+from alerting.evaluator import Evaluator, QueryFn
+from alerting.history import AlertStore
+from alerting.model import Alert, CompiledRule, Notifier
+from alerting.state import Transition
+from vigil.kernel import Health, ServiceContext
+from vigil.logs import event
+from vigil.store.schema import ALERTS, SchemaContext
+from vigil.store.window import window_values
+
+log = logging.getLogger(__name__)
+
+SLO_CACHE_S = 5.0  # the SLO page polls; a 30-day budget need not be read more often than this
+
+
+class LogNotifier:
+    """Stands in where the notification pipeline is not installed: every alert is logged, none sent."""
+
+    silences = None
+
+    def notify(self, alerts: Sequence[Alert], now: float) -> None:
+        for alert in alerts:
+            event(log, "alert_not_sent", alertname=alert.labels.get("alertname", ""), state=str(alert.state))
+
+    def start(self) -> None: ...
+
+    def close(self, timeout_s: float) -> None: ...
+
+    def health(self) -> Health:
+        return True, {"receivers": "none: alerting.notify is not installed"}
+
+
+def rule_files(settings: Any) -> list[Path]:
+    """The default pack (where on) and the `*.yaml`/`*.yml` files of the rules directory, in name order."""
+    from alerting.rules import default_pack  # the rules part; imported here so this module loads without it
+
+    paths = list(default_pack()) if settings.default_rules else []
+    if settings.rules_dir is not None:
+        found = [*settings.rules_dir.glob("*.yaml"), *settings.rules_dir.glob("*.yml")]
+        paths.extend(sorted(p for p in found if p.is_file()))
+    return paths
+
+
+def _load_rules(settings: Any) -> tuple[list[CompiledRule], list[Any], str]:
+    try:
+        from alerting.rules import load_rule_files, load_slos
+    except ModuleNotFoundError as exc:
+        if exc.name != "alerting.rules":
+            raise
+        event(log, "alerting_rules_unavailable", reason="alerting.rules is not installed", level=logging.WARNING)
+        return [], [], "alerting.rules is not installed: no rules evaluated"
+    paths = rule_files(settings)
+    return list(load_rule_files(paths)), list(load_slos(paths)), ""
+
+
+def _load_notifier(ctx: ServiceContext, clock: Callable[[], float]) -> Any:
+    try:
+        from alerting.config import load_config
+        from alerting.notify import build_notifier
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("alerting.config", "alerting.notify"):
+            raise
+        event(log, "alerting_notify_unavailable", reason=f"{exc.name} is not installed", level=logging.WARNING)
+        return LogNotifier()
+    # the notification part owns the config file's setting; getattr until its block lands beside this one
+    config = load_config(getattr(ctx.settings, "alerting_config", None), ctx.settings)
+    return build_notifier(config, ctx.store, ctx.registry, clock)
+
+
+def schema_context(ctx: ServiceContext) -> SchemaContext:
+    s = ctx.settings
+    return SchemaContext(
+        cluster=s.clickhouse_cluster,
+        raw_ttl_days=s.raw_ttl_days,
+        rollup_1m_ttl_days=s.rollup_1m_ttl_days,
+        rollup_1h_ttl_days=s.rollup_1h_ttl_days,
+        idempotency_window_hours=s.idempotency_window_hours,
+        alert_history_days=s.alert_history_days,
+    )
+
+
+def _finite(value: Any) -> Any:
+    """JSON-ready: a burn rate over an empty window may be infinite or NaN, which JSON cannot carry."""
+    if isinstance(value, float):
+        return api.json_value(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class AlertingService:
+    """Evaluates the rules on a schedule and serves `/api/v1/...`.
+
+    `rules`, `slos`, `notifier` and `query` replace what the settings would load (tests).
+    """
+
+    name = "alerting"
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        *,
+        rules: Sequence[CompiledRule] | None = None,
+        slos: Sequence[Any] | None = None,
+        notifier: Notifier | None = None,
+        query: QueryFn = window_values,
+    ) -> None:
+        self._ctx = ctx
+        self._clock: Callable[[], float] = lambda: ctx.clock() / 1e9
+        self._note = ""
+        if rules is None:
+            loaded, loaded_slos, self._note = _load_rules(ctx.settings)
+            rules, slos = loaded, (loaded_slos if slos is None else slos)
+        self.slos = list(slos or [])
+        self.notifier: Any = notifier if notifier is not None else _load_notifier(ctx, self._clock)
+        self.schema = schema_context(ctx)
+        self.alert_store = AlertStore(ctx.store, self._clock)
+        self.evaluator = Evaluator(
+            rules, ctx.store, self.schema, self.notifier, ctx.registry, self.alert_store, self._clock, query
+        )
+        self._tokens = api.TokenCheck(ctx.settings.api_tokens)
+        self._slo_cache: tuple[float, list[dict[str, Any]]] | None = None
+        self._slo_lock = threading.Lock()
+        self._started = False
+        self.routers: Sequence[APIRouter] = (api.router,)
+        self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {api.get_alerting: self._get}
+
+    def _get(self) -> AlertingService:
+        return self
+
+    # -- kernel.Service ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self.alert_store.prune(
+                self._ctx.settings.alert_history_days, self.schema.storage_name(ALERTS), self.schema.on_cluster
+            )
+        except Exception as exc:  # pruning is housekeeping: a failure waits for the next start
+            event(log, "alert_prune_failed", error=str(exc), level=logging.WARNING)
+        self.evaluator.restore()
+        if hasattr(self.notifier, "start"):
+            self.notifier.start()
+        self.evaluator.start()
+        self._started = True
+
+    def close(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        self.evaluator.close(timeout_s / 2)
+        if hasattr(self.notifier, "close"):
+            self.notifier.close(max(0.0, deadline - time.monotonic()))
+
+    def health(self) -> Health:
+        details: dict[str, Any] = {"rules": sum(len(g.rules) for g in self.evaluator.groups.values())}
+        if self._note:
+            details["note"] = self._note
+        ok = True
+        if self._started and not self.evaluator.scheduler_running:
+            ok, details["scheduler"] = False, "stopped"
+        stalled = self.evaluator.stalled()
+        if stalled and len(stalled) == len(self.evaluator.groups):
+            ok, details["stalled_groups"] = False, stalled
+        if hasattr(self.notifier, "health"):
+            notify_ok, notify_details = self.notifier.health()
+            ok = ok and notify_ok
+            details["notify"] = notify_details
+        return ok, details
+
+    # -- what the API asks (api.Alerting) ------------------------------------------------------
+
+    def authorized(self, authorization: str | None, client_host: str | None) -> str | None:
+        return self._tokens.check(authorization, client_host)
+
+    def silence_store(self) -> Any:
+        return getattr(self.notifier, "silences", None)
+
+    def history(self, limit: int) -> list[Transition]:
+        return self.alert_store.history(limit)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def slo_statuses(self, now: float) -> list[dict[str, Any]]:
+        with self._slo_lock:
+            if self._slo_cache is not None and now - self._slo_cache[0] < SLO_CACHE_S:
+                return self._slo_cache[1]
+            if not self.slos:
+                return []
+            from alerting.slo import budget_status
+
+            out = []
+            for spec in self.slos:
+                results = self.evaluator.query(spec.status_queries(now), now)
+                status = budget_status(spec, results, now)
+                out.append(_finite(asdict(status) if is_dataclass(status) else dict(status)))
+            self._slo_cache = (now, out)
+            return out

@@ -1,0 +1,206 @@
+"""The alerting API through FastAPI's test client: shapes, tokens, loopback-only without tokens, input checks."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from alerting import api
+from alerting.evaluator import Evaluator
+from alerting.model import Silence
+from alerting.state import Transition
+from tests.unit.alerting.fakes import ERRORS, FakeQuery, FakeRule, RecordingNotifier
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+NOW = 1_750_000_000.0
+TOKEN = "s3cret-token"
+
+
+class FakeSilences:
+    def __init__(self) -> None:
+        self.items: dict[str, Silence] = {}
+        self.ids = itertools.count(1)
+
+    def create(self, matchers: Any, starts_at: float, ends_at: float, created_by: str, comment: str) -> Silence:
+        s = Silence(f"s{next(self.ids)}", matchers, starts_at, ends_at, created_by, comment)
+        self.items[s.id] = s
+        return s
+
+    def list(self, now: float, include_expired: bool = False) -> list[Silence]:
+        return [s for s in self.items.values() if include_expired or s.ends_at > now]
+
+    def expire(self, silence_id: str, now: float) -> bool:
+        s = self.items.get(silence_id)
+        if s is None or s.ends_at <= now:
+            return False
+        self.items[silence_id] = Silence(s.id, s.matchers, s.starts_at, now, s.created_by, s.comment)
+        return True
+
+
+class FakeAlerting:
+    def __init__(self, tokens: list[str]) -> None:
+        query = FakeQuery()
+        query.set(ERRORS, a=0.9, b=float("inf"))
+        self.evaluator = Evaluator(
+            [FakeRule(for_s=0), FakeRule("Slow", for_s=60)],
+            None,
+            None,
+            RecordingNotifier(),
+            CollectorRegistry(),
+            query=query,
+        )
+        self.evaluator.evaluate_group("g", now=NOW)
+        self.tokens = api.TokenCheck(tokens)
+        self.silences = FakeSilences()
+
+    def authorized(self, authorization: str | None, client_host: str | None) -> str | None:
+        return self.tokens.check(authorization, client_host)
+
+    def silence_store(self) -> FakeSilences:
+        return self.silences
+
+    def slo_statuses(self, now: float) -> list[dict[str, Any]]:
+        return [{"service": "llm", "slo": "availability", "error_budget_remaining": 0.5}]
+
+    def history(self, limit: int) -> list[Transition]:
+        return [Transition(NOW, "fp", "HighErrors", {"host": "a"}, "pending", "firing", 0.9)][:limit]
+
+    def now(self) -> float:
+        return NOW
+
+
+def client(tokens: list[str], host: str = "127.0.0.1", auth: str | None = TOKEN) -> tuple[TestClient, FakeAlerting]:
+    alerting = FakeAlerting(tokens)
+    app = FastAPI()
+    app.include_router(api.router)
+    app.dependency_overrides[api.get_alerting] = lambda: alerting
+    headers = {"Authorization": f"Bearer {auth}"} if auth else {}
+    return TestClient(app, client=(host, 5000), headers=headers), alerting
+
+
+def test_alerts_shape_and_filter() -> None:
+    c, _ = client([TOKEN])
+    body = c.get("/api/v1/alerts").json()
+    by = {(a["labels"]["alertname"], a["labels"]["host"]): a for a in body["alerts"]}
+    assert set(by) == {("HighErrors", "a"), ("HighErrors", "b"), ("Slow", "a"), ("Slow", "b")}
+    fired = by[("HighErrors", "a")]
+    assert fired["state"] == "firing" and fired["value"] == 0.9 and fired["runbook"] == "restart-engine"
+    assert fired["activeAt"] == "2025-06-15T15:06:40.000Z" == fired["firedAt"] and fired["resolvedAt"] is None
+    assert by[("HighErrors", "b")]["value"] == "+Inf"  # JSON has no infinity
+    assert {a["state"] for a in c.get("/api/v1/alerts?state=pending").json()["alerts"]} == {"pending"}
+    assert "history" not in body
+    (h,) = c.get("/api/v1/alerts?history=1").json()["history"]
+    assert (h["from"], h["to"], h["at"]) == ("pending", "firing", "2025-06-15T15:06:40.000Z")
+    assert c.get("/api/v1/alerts?state=resolved").status_code == 400
+
+
+def test_rules_shape() -> None:
+    c, _ = client([TOKEN])
+    (group,) = c.get("/api/v1/rules").json()["groups"]
+    assert (group["name"], group["interval_s"]) == ("g", 2.0)
+    rule = group["rules"][0]
+    assert {k: rule[k] for k in ("name", "type", "for_s", "health", "lastError")} == {
+        "name": "HighErrors",
+        "type": "threshold",
+        "for_s": 0,
+        "health": "ok",
+        "lastError": "",
+    }
+    assert rule["lastEvaluation"] == "2025-06-15T15:06:40.000Z"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "host", "auth", "status"),
+    [
+        ([TOKEN], "127.0.0.1", TOKEN, 200),
+        ([TOKEN], "127.0.0.1", None, 401),  # tokens set: loopback needs one too
+        ([TOKEN], "10.0.0.5", "wrong", 401),
+        (["other", TOKEN], "10.0.0.5", TOKEN, 200),
+        ([], "127.0.0.1", None, 200),  # no tokens: loopback only
+        ([], "::1", None, 200),
+        ([], "10.0.0.5", None, 401),
+        ([], "10.0.0.5", "anything", 401),
+    ],
+)
+def test_tokens_and_loopback(tokens: list[str], host: str, auth: str | None, status: int) -> None:
+    c, _ = client(tokens, host, auth)
+    for path in ("/api/v1/alerts", "/api/v1/rules", "/api/v1/silences", "/api/v1/slos"):
+        r = c.get(path)
+        assert r.status_code == status, path
+        if status == 401:
+            assert r.json()["detail"] and r.headers["www-authenticate"] == "Bearer"
+    assert c.post("/api/v1/silences", json={}).status_code == (401 if status == 401 else 400)
+
+
+def silence(**over: Any) -> dict[str, Any]:
+    body = {
+        "matchers": [{"name": "alertname", "value": "HighErrors", "isRegex": False, "isEqual": True}],
+        "duration_s": 3600,
+        "createdBy": "oncall",
+        "comment": "deploying",
+    }
+    return {**body, **over}
+
+
+def test_silence_create_list_expire() -> None:
+    c, _ = client([TOKEN])
+    r = c.post("/api/v1/silences", json=silence(matchers=[{"name": "host", "value": "a|b", "isRegex": True}]))
+    assert r.status_code == 200
+    sid = r.json()["silenceID"]
+    (s,) = c.get("/api/v1/silences").json()
+    assert s["id"] == sid and s["status"] == {"state": "active"}
+    assert s["matchers"] == [{"name": "host", "value": "a|b", "isRegex": True, "isEqual": True}]
+    assert (s["startsAt"], s["endsAt"]) == ("2025-06-15T15:06:40.000Z", "2025-06-15T16:06:40.000Z")
+    assert c.delete(f"/api/v1/silence/{sid}").status_code == 200
+    assert c.get("/api/v1/silences").json() == []
+    assert c.get("/api/v1/silences?include_expired=1").json()[0]["status"] == {"state": "expired"}
+    assert c.delete(f"/api/v1/silence/{sid}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (silence(matchers=[]), "matchers"),
+        (silence(matchers=[{"name": "host", "value": ""}]), "empty string"),
+        (silence(matchers=[{"name": "host", "value": ".*", "isRegex": True}]), "empty string"),
+        (silence(matchers=[{"name": "bad name", "value": "x"}]), "label name"),
+        (silence(matchers=[{"name": "host", "value": "(", "isRegex": True}]), "regular expression"),
+        (silence(duration_s=None), "exactly one of endsAt and duration_s"),
+        (silence(endsAt="2030-01-01T00:00:00Z"), "exactly one"),
+        (silence(duration_s=None, endsAt="2020-01-01T00:00:00Z", startsAt="2019-01-01T00:00:00Z"), "past"),
+        (silence(duration_s=None, startsAt="2026-01-01T00:00:00Z", endsAt="2025-12-01T00:00:00Z"), "after startsAt"),
+        (silence(duration_s=None, endsAt="tomorrow"), "RFC 3339"),
+        (silence(duration_s=10 * 366 * 86400), "duration_s"),
+        (silence(comment="x" * 5000), "comment"),
+        (silence(createdBy=""), "createdBy"),
+        (silence(extra=1), "extra"),
+    ],
+)
+def test_silence_input_is_checked(body: dict[str, Any], says: str) -> None:
+    c, alerting = client([TOKEN])
+    r = c.post("/api/v1/silences", json={k: v for k, v in body.items() if v is not None})
+    assert r.status_code == 400, r.text
+    assert says in r.json()["detail"]
+    assert alerting.silences.items == {}
+
+
+def test_silence_body_is_bounded_and_json() -> None:
+    c, _ = client([TOKEN])
+    assert c.post("/api/v1/silences", content=b"{" * (api.MAX_BODY_BYTES + 1)).status_code == 413
+    r = c.post("/api/v1/silences", content=b"not json")
+    assert r.status_code == 400 and "not JSON" in r.json()["detail"]
+
+
+def test_slos() -> None:
+    c, _ = client([TOKEN])
+    assert c.get("/api/v1/slos").json() == {
+        "slos": [{"service": "llm", "slo": "availability", "error_budget_remaining": 0.5}]
+    }
