@@ -13,9 +13,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from alerting import api
+from alerting.config import load_config
 from alerting.evaluator import Evaluator, QueryFn
 from alerting.history import AlertStore
-from alerting.model import Alert, CompiledRule, Notifier
+from alerting.model import CompiledRule, Notifier
+from alerting.notify import Pipeline, build_notifier
+from alerting.rules import default_pack, load_rule_files, load_slos
+from alerting.slo import SloSpec
 from alerting.state import Transition
 from vigil.kernel import Health, ServiceContext
 from vigil.logs import event
@@ -27,27 +31,8 @@ log = logging.getLogger(__name__)
 SLO_CACHE_S = 5.0  # the SLO page polls; a 30-day budget need not be read more often than this
 
 
-class LogNotifier:
-    """Stands in where the notification pipeline is not installed: every alert is logged, none sent."""
-
-    silences = None
-
-    def notify(self, alerts: Sequence[Alert], now: float) -> None:
-        for alert in alerts:
-            event(log, "alert_not_sent", alertname=alert.labels.get("alertname", ""), state=str(alert.state))
-
-    def start(self) -> None: ...
-
-    def close(self, timeout_s: float) -> None: ...
-
-    def health(self) -> Health:
-        return True, {"receivers": "none: alerting.notify is not installed"}
-
-
 def rule_files(settings: Any) -> list[Path]:
     """The default pack (where on) and the `*.yaml`/`*.yml` files of the rules directory, in name order."""
-    from alerting.rules import default_pack  # the rules part; imported here so this module loads without it
-
     paths = list(default_pack()) if settings.default_rules else []
     if settings.rules_dir is not None:
         found = [*settings.rules_dir.glob("*.yaml"), *settings.rules_dir.glob("*.yml")]
@@ -55,42 +40,14 @@ def rule_files(settings: Any) -> list[Path]:
     return paths
 
 
-def _load_rules(settings: Any) -> tuple[list[CompiledRule], list[Any], str]:
-    try:
-        from alerting.rules import load_rule_files, load_slos
-    except ModuleNotFoundError as exc:
-        if exc.name != "alerting.rules":
-            raise
-        event(log, "alerting_rules_unavailable", reason="alerting.rules is not installed", level=logging.WARNING)
-        return [], [], "alerting.rules is not installed: no rules evaluated"
+def _load_rules(settings: Any) -> tuple[list[CompiledRule], list[SloSpec]]:
     paths = rule_files(settings)
-    return list(load_rule_files(paths)), list(load_slos(paths)), ""
+    return list(load_rule_files(paths)), list(load_slos(paths))
 
 
-def _load_notifier(ctx: ServiceContext, clock: Callable[[], float]) -> Any:
-    try:
-        from alerting.config import load_config
-        from alerting.notify import build_notifier
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("alerting.config", "alerting.notify"):
-            raise
-        event(log, "alerting_notify_unavailable", reason=f"{exc.name} is not installed", level=logging.WARNING)
-        return LogNotifier()
-    # the notification part owns the config file's setting; getattr until its block lands beside this one
-    config = load_config(getattr(ctx.settings, "alerting_config", None), ctx.settings)
+def _load_notifier(ctx: ServiceContext, clock: Callable[[], float]) -> Pipeline:
+    config = load_config(ctx.settings.alerting_config, ctx.settings)
     return build_notifier(config, ctx.store, ctx.registry, clock)
-
-
-def schema_context(ctx: ServiceContext) -> SchemaContext:
-    s = ctx.settings
-    return SchemaContext(
-        cluster=s.clickhouse_cluster,
-        raw_ttl_days=s.raw_ttl_days,
-        rollup_1m_ttl_days=s.rollup_1m_ttl_days,
-        rollup_1h_ttl_days=s.rollup_1h_ttl_days,
-        idempotency_window_hours=s.idempotency_window_hours,
-        alert_history_days=s.alert_history_days,
-    )
 
 
 def _finite(value: Any) -> Any:
@@ -123,13 +80,12 @@ class AlertingService:
     ) -> None:
         self._ctx = ctx
         self._clock: Callable[[], float] = lambda: ctx.clock() / 1e9
-        self._note = ""
         if rules is None:
-            loaded, loaded_slos, self._note = _load_rules(ctx.settings)
+            loaded, loaded_slos = _load_rules(ctx.settings)
             rules, slos = loaded, (loaded_slos if slos is None else slos)
         self.slos = list(slos or [])
         self.notifier: Any = notifier if notifier is not None else _load_notifier(ctx, self._clock)
-        self.schema = schema_context(ctx)
+        self.schema = SchemaContext.from_settings(ctx.settings)
         self.alert_store = AlertStore(ctx.store, self._clock)
         self.evaluator = Evaluator(
             rules, ctx.store, self.schema, self.notifier, ctx.registry, self.alert_store, self._clock, query
@@ -167,8 +123,6 @@ class AlertingService:
 
     def health(self) -> Health:
         details: dict[str, Any] = {"rules": sum(len(g.rules) for g in self.evaluator.groups.values())}
-        if self._note:
-            details["note"] = self._note
         ok = True
         if self._started and not self.evaluator.scheduler_running:
             ok, details["scheduler"] = False, "stopped"

@@ -12,12 +12,11 @@ no store: the evaluator feeds it, and a restart feeds it back what the store kep
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from alerting.model import ALERTNAME, Alert, AlertState, CompiledRule, Sample, fingerprint
+from alerting.template import render
 
 RESOLVED = "resolved"  # the `to` of a firing alert's last transition; not a state an alert is kept in
 
@@ -57,32 +56,6 @@ class Step:
     resolved: list[Alert]  # firing alerts whose condition stopped: notified once, then forgotten
     dropped: list[Alert]  # pending alerts whose condition stopped: forgotten without a word
     transitions: list[Transition]
-
-
-_TEMPLATE = re.compile(r"\{\{\s*(\$value|\$labels\.([A-Za-z_][A-Za-z0-9_]*)|\$labels\[\s*\"([^\"]*)\"\s*\])\s*\}\}")
-
-
-def format_value(value: float) -> str:
-    """`{{ $value }}` as Prometheus prints it: shortest round-trip text, `+Inf`, `NaN`."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)).removesuffix(".0") if value == int(value) and abs(value) < 1e15 else repr(value)
-
-
-def render(template: str, labels: Mapping[str, str], value: float) -> str:
-    """The annotation templates rules use: `{{ $value }}`, `{{ $labels.key }}`, `{{ $labels["dotted.key"] }}`.
-
-    A label the alert lacks renders empty, as in Prometheus.
-    """
-
-    def sub(match: re.Match[str]) -> str:
-        if match.group(1) == "$value":
-            return format_value(value)
-        return labels.get(match.group(2) or match.group(3) or "", "")
-
-    return _TEMPLATE.sub(sub, template)
 
 
 def alert_labels(rule: CompiledRule, sample: Sample) -> dict[str, str]:

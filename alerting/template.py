@@ -8,13 +8,17 @@ the rule file loads, so a typo shows in `vigil alerting check`, not in a page at
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
-_LABEL = re.compile(r"^\$labels\.([A-Za-z_][A-Za-z0-9_.\-/]*)$")
+# `$labels.gpu.uuid` (keys may hold dots here), or `$labels["gpu.uuid"]` and Go's `index $labels "gpu.uuid"`
+_LABEL = re.compile(
+    r'^(?:\$labels\.([A-Za-z_][A-Za-z0-9_.\-/]*)|\$labels\[\s*"([^"]*)"\s*\]|index\s+\$labels\s+"([^"]*)")$'
+)
 _VALUE = re.compile(r'^\$value(?:\s*\|\s*printf\s+"(%[-+ 0#]?\d*(?:\.\d+)?[fgeEdsx])")?$')
 
 
@@ -40,9 +44,18 @@ class Template:
         return "".join(out)
 
 
+def format_value(value: float) -> str:
+    """`{{ $value }}` as Prometheus prints it: shortest round-trip text, `+Inf`, `NaN`."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value)).removesuffix(".0") if value == int(value) and abs(value) < 1e15 else repr(value)
+
+
 def _format(value: float, fmt: str) -> str:
-    if not fmt:
-        return f"{value:g}"
+    if not fmt or not math.isfinite(value):  # printf of NaN or Inf as an integer would raise
+        return format_value(value)
     if fmt[-1] in "dx":
         return fmt % int(value)
     if fmt[-1] == "s":
@@ -60,7 +73,7 @@ def parse(text: str) -> Template:
             parts.append(("text", text[pos : match.start()]))
         inner = match.group(1).strip()
         if label := _LABEL.match(inner):
-            parts.append(("label", label.group(1)))
+            parts.append(("label", label.group(1) or label.group(2) or label.group(3) or ""))
         elif value := _VALUE.match(inner):
             parts.append(("value", value.group(1) or ""))
         else:

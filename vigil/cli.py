@@ -42,14 +42,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def schema_context(settings: Settings) -> SchemaContext:
-    return SchemaContext(
-        cluster=settings.clickhouse_cluster,
-        raw_ttl_days=settings.raw_ttl_days,
-        rollup_1m_ttl_days=settings.rollup_1m_ttl_days,
-        rollup_1h_ttl_days=settings.rollup_1h_ttl_days,
-        idempotency_window_hours=settings.idempotency_window_hours,
-        alert_history_days=settings.alert_history_days,
-    )
+    return SchemaContext.from_settings(settings)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

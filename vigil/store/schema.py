@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vigil.logs import event
 from vigil.store.client import Store
@@ -28,6 +29,9 @@ from vigil.store.columns import EXP_HISTOGRAM as EXP_HISTOGRAM
 from vigil.store.columns import HISTOGRAM as HISTOGRAM
 from vigil.store.columns import SUM as SUM
 from vigil.store.columns import SUMMARY as SUMMARY
+
+if TYPE_CHECKING:
+    from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,18 @@ class SchemaContext:
     rollup_1h_ttl_days: int = 730
     idempotency_window_hours: int = 24
     alert_history_days: int = 90
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchemaContext:
+        """The context the settings describe: cluster name, TTLs and windows."""
+        return cls(
+            cluster=settings.clickhouse_cluster,
+            raw_ttl_days=settings.raw_ttl_days,
+            rollup_1m_ttl_days=settings.rollup_1m_ttl_days,
+            rollup_1h_ttl_days=settings.rollup_1h_ttl_days,
+            idempotency_window_hours=settings.idempotency_window_hours,
+            alert_history_days=settings.alert_history_days,
+        )
 
     @property
     def on_cluster(self) -> str:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from alerting.model import AlertState, Sample
-from alerting.state import RESOLVED, DuplicateSeries, Tracked, advance, format_value, render
+from alerting.state import RESOLVED, DuplicateSeries, Tracked, advance
+from alerting.template import format_value, render
 from tests.unit.alerting.fakes import FakeRule
 
 P, F = AlertState.PENDING, AlertState.FIRING
