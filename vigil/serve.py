@@ -80,6 +80,7 @@ class ConnectionGuard:
     max_connections: int
     header_timeout_s: float
     refused: int = 0
+    evicted: int = 0
     header_timeouts: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +92,11 @@ class ConnectionGuard:
         )
         self.metrics["refused"] = Counter(
             "vigil_http_connections_refused", "Connections answered 503 at the connection limit.", registry=registry
+        )
+        self.metrics["evicted"] = Counter(
+            "vigil_http_connections_evicted",
+            "Idle connections closed at the connection limit to make room for a new one.",
+            registry=registry,
         )
         self.metrics["header_timeouts"] = Counter(
             "vigil_http_header_timeouts",
@@ -108,6 +114,9 @@ class ConnectionGuard:
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a connection limit and a deadline for each request head.
 
+    At the limit the connection idle the longest is closed to make room; only when every
+    connection has a request in flight is the newcomer answered 503.
+
     The deadline runs from the moment the connection is idle (opened, or its last answer sent)
     until the app is handling a request; the app's handler bounds the body's read itself.
     """
@@ -118,9 +127,11 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._idle_since = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.connections) >= self.guard.max_connections:
+        self._idle_since = self.loop.time()
+        if len(self.connections) >= self.guard.max_connections and not self._evict_oldest_idle():
             self._refused = True
             self.transport = transport
             self.guard.count("refused")
@@ -131,6 +142,26 @@ class GuardedH11Protocol(H11Protocol):
             return
         super().connection_made(transport)
         self._sync_header_timer()
+
+    def _evict_oldest_idle(self) -> bool:
+        """Close the connection idle the longest (no request in flight) to make room; False if all are busy.
+
+        Idle keep-alive connections are the server's to close at any time (RFC 9112 §9.6), and
+        closing the oldest first means a flood of idle or half-sent connections cannot keep a
+        newcomer (a health check, a real client) out: only requests in flight hold their place.
+        """
+        idle = [
+            c
+            for c in self.connections
+            if isinstance(c, GuardedH11Protocol) and not c._busy() and not c.transport.is_closing()
+        ]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c._idle_since)
+        self.guard.count("evicted")
+        oldest._cancel_header_timer()
+        oldest.transport.close()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -145,6 +176,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._idle_since = self.loop.time()
         self._sync_header_timer()
 
     def _busy(self) -> bool:
