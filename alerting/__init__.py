@@ -1,1 +1,1 @@
-"""Alerting: not built yet. Rules, SLO burn rates, alert state, routing and receivers will live here."""
+"""Alerting: rule and SLO files, the evaluator and alert state, the notification pipeline, the alerting API."""
