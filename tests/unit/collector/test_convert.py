@@ -18,7 +18,7 @@ def convert(req, limits: Limits | None = None) -> cv.Conversion:
 def test_gauge_columns_keep_resource_scope_and_point_attributes_with_sorted_keys() -> None:
     req = request_with(
         [gauge("gpu.temperature", [(61.0, {"gpu.uuid": "GPU-1", "gpu.index": 0})], ts=NOW)],
-        resource={"service.name": "agent", "host.name": "n1", "cluster": "a"},
+        resource={"service.name": "agent", "host.name": "n1", "k8s.cluster.name": "a"},
     )
     req.resource_metrics[0].schema_url = "https://schema/1"
     set_attrs(req.resource_metrics[0].scope_metrics[0].scope.attributes, {"z": 1, "a": True})
@@ -33,7 +33,7 @@ def test_gauge_columns_keep_resource_scope_and_point_attributes_with_sorted_keys
     assert cols.column("ResourceSchemaUrl") == ["https://schema/1"]
     assert cols.column("ScopeName") == ["tests"] and cols.column("ScopeVersion") == ["1.0"]
     assert list(cols.column("Attributes")[0].items()) == [("gpu.index", "0"), ("gpu.uuid", "GPU-1")]
-    assert list(cols.column("ResourceAttributes")[0]) == ["cluster", "host.name", "service.name"]
+    assert list(cols.column("ResourceAttributes")[0]) == ["host.name", "k8s.cluster.name", "service.name"]
     assert list(cols.column("ScopeAttributes")[0].items()) == [("a", "true"), ("z", "1")]
     assert all(len(cols.column(name)) == 1 for name in cols.names)
 
