@@ -1,9 +1,8 @@
-"""Alert state and history round-trip through a real embedded store (chdb) with the real migrations."""
+"""Alert state and history round-trip through the real embedded store (the session's, with the real migrations)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -12,19 +11,11 @@ from alerting.history import AlertStore, StateRow
 from alerting.model import AlertState, Sample
 from alerting.state import Tracked, advance
 from tests.unit.alerting.fakes import FakeRule
-from vigil.store import Store, open_store
-from vigil.store.schema import ALERT_HISTORY, ALERTS, SchemaContext, migrate, reconcile_ttls
+from vigil.store import Store
+from vigil.store.schema import ALERT_HISTORY, ALERTS, SchemaContext, reconcile_ttls
 
 # rows dated near now: the history's TTL drops rows older than its days as they are written
 NOW = float(int(time.time()))
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    s = open_store(f"chdb://{tmp_path_factory.mktemp('alerts') / 'clickhouse'}")
-    migrate(s, SchemaContext())
-    yield s
-    s.close()
 
 
 @pytest.fixture
