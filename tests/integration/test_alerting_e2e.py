@@ -8,7 +8,11 @@ control call's return to the webhook's receipt.
 from __future__ import annotations
 
 import collections
+import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.local import LocalVigil, free_port
+from tests.local import ROOT, LocalVigil, free_port
 from tests.receivers import WebhookReceiver
 
 CONTROL_TOKEN = "drill-token"
@@ -25,7 +29,7 @@ API_TOKEN = "api-token"
 ERROR_ALERTS = {"InferenceOutage", "InferenceErrorBudgetBurn", "FastErrors"}
 
 # A short group for tests that need not wait on the default pack's windows: the same shape as the
-# pack's InferenceOutage (error ratio over a window), over 10 s, evaluated every second.
+# pack's InferenceOutage (an error ratio over a window), evaluated every second.
 FAST_RULES = """
 groups:
   - name: e2e-fast
@@ -35,15 +39,15 @@ groups:
         expr:
           metric: llm.requests.finished
           function: increase
-          window: 10s
-          matchers: {outcome: error}
+          window: {window}
+          matchers: {{outcome: error}}
           by: llm.endpoint
-          ratio_to: {metric: llm.requests.finished, function: increase}
+          ratio_to: {{metric: llm.requests.finished, function: increase}}
         op: ">"
         threshold: 0.5
-        labels: {severity: page, category: availability}
+        labels: {{severity: page, category: availability}}
         annotations:
-          summary: '{{ $labels.llm.endpoint }}: error ratio {{ $value }}'
+          summary: '{{{{ $labels.llm.endpoint }}}}: error ratio {{{{ $value }}}}'
         runbook: inference-outage
 """
 
@@ -145,13 +149,15 @@ def hook() -> Iterator[WebhookReceiver]:
         yield receiver
 
 
-def fast_rules(tmp_path: Path) -> dict[str, str]:
+def fast_rules(tmp_path: Path, window: str = "10s") -> dict[str, str]:
+    """Settings for only FastErrors over `window` (the default pack off)."""
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "fast.yaml").write_text(FAST_RULES)
+    (rules / "fast.yaml").write_text(FAST_RULES.format(window=window))
     return {"VIGIL_DEFAULT_RULES": "0", "VIGIL_RULES_DIR": str(rules)}
 
 
+@pytest.mark.heavy
 def test_default_pack_pages_a_total_outage_once_and_resolves_it(tmp_path: Path, hook: WebhookReceiver) -> None:
     drill = Drill(tmp_path, hook).start()
     try:
@@ -190,5 +196,100 @@ def test_default_pack_pages_a_total_outage_once_and_resolves_it(tmp_path: Path, 
         assert_no_repeated_group_message(hook)
         history = drill.api("/api/v1/alerts?history=1")["history"]
         assert any(t["rule"] == "InferenceOutage" and t["to"] == "resolved" for t in history), history
+    finally:
+        drill.stop()
+
+
+def firing(drill: Drill, alertname: str) -> list[dict[str, Any]]:
+    alerts = drill.api("/api/v1/alerts?state=firing")["alerts"]
+    return [a for a in alerts if a["labels"]["alertname"] == alertname]
+
+
+@pytest.mark.heavy
+def test_a_restart_while_an_alert_fires_neither_pages_again_nor_loses_the_resolve(
+    tmp_path: Path, hook: WebhookReceiver
+) -> None:
+    # The window (1 m) outlasts the restart, so the outage never stops being visible in the data:
+    # the alert must stay the same firing alert throughout. "No second page" is then exact: one
+    # firing message for its fingerprint over both runs, and one resolved message after the clear.
+    drill = Drill(tmp_path, hook, fast_rules(tmp_path, window="1m")).start()
+    try:
+        drill.fault(1.0)
+        injected = time.monotonic()
+        assert hook.wait_for(lambda: first(hook, "FastErrors", "firing") is not None, 60), hook.payloads()
+        paged_at, _, alert = first(hook, "FastErrors", "firing")  # type: ignore[misc]
+        fingerprint = alert["fingerprint"]
+        (before,) = firing(drill, "FastErrors")
+
+        drill.stop()  # SIGTERM; the workload child (and its fault) stops with it
+        restart = time.monotonic()
+        drill.start()
+        drill.fault(1.0)  # the outage goes on in the new workload
+        took = time.monotonic() - restart
+        print(f"\nrestart: fault -> page {paged_at - injected:.1f} s, down and up again in {took:.1f} s")
+
+        def evaluated_since_restart() -> bool:
+            rules = [r for g in drill.api("/api/v1/rules")["groups"] for r in g["rules"] if r["name"] == "FastErrors"]
+            return bool(firing(drill, "FastErrors")) and rules[0]["lastEvaluation"] is not None
+
+        assert wait(evaluated_since_restart, 30), "the restored alert is held and evaluated"
+        (after,) = firing(drill, "FastErrors")
+        assert after["fingerprint"] == fingerprint and after["activeAt"] == before["activeAt"], (before, after)
+        time.sleep(5)  # rounds every 1 s, group_wait 1 s: a second page would be here by now
+        assert status_counts(hook, "FastErrors") == {(fingerprint, "firing"): 1}, hook.payloads()
+
+        drill.clear()
+        cleared = time.monotonic()
+        assert hook.wait_for(lambda: status_counts(hook, "FastErrors")[(fingerprint, "resolved")] == 1, 120)
+        resolved_at, _, _ = first(hook, "FastErrors", "resolved")  # type: ignore[misc]
+        print(f"restart: clear -> resolve {resolved_at - cleared:.1f} s (1 m window)")
+        time.sleep(2)
+        assert status_counts(hook, "FastErrors") == {(fingerprint, "firing"): 1, (fingerprint, "resolved"): 1}
+        assert_no_repeated_group_message(hook)
+    finally:
+        drill.stop()
+
+
+def cli(drill: Drill, *args: str) -> str:
+    """`vigil alerting silence ...` against the running vigil up, with the API token in its environment."""
+    assert drill.vigil is not None
+    out = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "alerting", "silence", *args, "--url", drill.vigil.url],
+        cwd=ROOT,
+        env={**os.environ, "VIGIL_API_TOKEN": API_TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.heavy
+def test_silences_from_the_cli_agree_with_the_api_and_mute_the_page(tmp_path: Path, hook: WebhookReceiver) -> None:
+    drill = Drill(tmp_path, hook, fast_rules(tmp_path)).start()
+    try:
+        silence_id = cli(drill, "add", "alertname=FastErrors", "--duration", "10m", "--comment", "drill").strip()
+        listed = json.loads(cli(drill, "list", "--json"))
+        assert listed == drill.api("/api/v1/silences")
+        assert [s["id"] for s in listed] == [silence_id] and listed[0]["status"] == {"state": "active"}
+        assert listed[0]["matchers"] == [
+            {"name": "alertname", "value": "FastErrors", "isRegex": False, "isEqual": True}
+        ]
+        assert silence_id in cli(drill, "list")  # the table a person reads
+
+        drill.fault(1.0)
+        assert wait(lambda: firing(drill, "FastErrors"), 60), "the alert fires"
+        time.sleep(5)  # group_wait 1 s: an unsilenced page would be here by now
+        assert hook.alerts("FastErrors") == [], "a silenced alert sends no notification"
+
+        cli(drill, "expire", silence_id)
+        assert json.loads(cli(drill, "list", "--json")) == [] == drill.api("/api/v1/silences")
+        expired = json.loads(cli(drill, "list", "--expired", "--json"))
+        assert expired == drill.api("/api/v1/silences?include_expired=1")
+        assert [(s["id"], s["status"]["state"]) for s in expired] == [(silence_id, "expired")]
+        # the silence was what held the page: once it ends, the still-firing alert goes out
+        assert hook.wait_for(lambda: first(hook, "FastErrors", "firing") is not None, 30), hook.payloads()
     finally:
         drill.stop()
