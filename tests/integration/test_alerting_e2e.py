@@ -57,6 +57,7 @@ def test_default_pack_pages_a_total_outage_once_and_resolves_it(tmp_path: Path, 
         injected = time.monotonic()
         assert hook.wait_for(lambda: first(hook, "InferenceOutage", "firing") is not None, 60), hook.payloads()
         paged_at, body, alert = first(hook, "InferenceOutage", "firing")  # type: ignore[misc]
+        first_page = min(at for at, _, a in hook.alerts() if a["labels"]["alertname"] in ERROR_ALERTS)
         assert body["version"] == "4" and body["status"] == "firing" and body["receiver"] == "webhook"
         assert alert["labels"]["severity"] == "page" and alert["labels"]["llm.endpoint"]
         assert alert["startsAt"].endswith("Z") and alert["fingerprint"]
@@ -69,7 +70,8 @@ def test_default_pack_pages_a_total_outage_once_and_resolves_it(tmp_path: Path, 
         resolved_at, body, alert = first(hook, "InferenceOutage", "resolved")  # type: ignore[misc]
         assert body["status"] == "resolved" and alert["endsAt"] > alert["startsAt"]
         print(
-            f"\ndefault pack: fault -> page {paged_at - injected:.1f} s, clear -> resolve {resolved_at - cleared:.1f} s"
+            f"\ndefault pack: fault -> first error page {first_page - injected:.1f} s,"
+            f" InferenceOutage {paged_at - injected:.1f} s; clear -> its resolve {resolved_at - cleared:.1f} s"
         )
 
         time.sleep(3)  # a duplicate would follow within a group_interval (5 s) of the resolve
