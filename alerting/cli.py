@@ -136,7 +136,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
             result = _call(client, "POST", "/api/v1/silences", json=body)
             print(json.dumps(result) if args.json else result.get("silenceID", result))
         elif args.silence_command == "list":
-            params = {"expired": "1"} if args.expired else {}
+            params = {"include_expired": "1"} if args.expired else {}  # the API's name (api.list_silences)
             result = _call(client, "GET", "/api/v1/silences", params=params)
             silences = result.get("silences", result) if isinstance(result, dict) else result
             print(json.dumps(silences, indent=2) if args.json else silence_table(silences))

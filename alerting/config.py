@@ -89,6 +89,17 @@ class InhibitRule:
     equal: tuple[str, ...] = ()
 
 
+# A dead node is one page: its NodeAbsent mutes the GpuMissing of each of its GPUs (the default pack's
+# names). A config file that writes `inhibit_rules:` replaces these (`inhibit_rules: []` turns them off).
+DEFAULT_INHIBIT_RULES = (
+    InhibitRule(
+        source_matchers=(Matcher.parse('alertname="NodeAbsent"'),),
+        target_matchers=(Matcher.parse('alertname="GpuMissing"'),),
+        equal=("host.name",),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class AlertingConfig:
     route: RouteConfig = field(
@@ -100,7 +111,7 @@ class AlertingConfig:
         )
     )
     receivers: Mapping[str, ReceiverConfig] = field(default_factory=dict)
-    inhibit_rules: tuple[InhibitRule, ...] = ()
+    inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
     time_intervals: Mapping[str, TimeInterval] = field(default_factory=dict)
     external_url: str = ""
 
@@ -324,7 +335,7 @@ def parse_config(data: Any, path: Path | None = None, env: Mapping[str, str] | N
         if receiver.name in receivers:
             raise ConfigError(f"{reader.where(node)}: receiver {receiver.name!r} is defined twice")
         receivers[receiver.name] = receiver
-    inhibit_rules = []
+    inhibit_rules = [] if "inhibit_rules" in top else list(DEFAULT_INHIBIT_RULES)
     for node in top.get("inhibit_rules") or []:
         rule = reader.mapping(node, "an inhibit rule", top, "inhibit_rules")
         reader.known(rule, {"source_matchers", "target_matchers", "equal"}, "inhibit rule")

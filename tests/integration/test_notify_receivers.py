@@ -25,6 +25,7 @@ class Receiver:
         self.script = list(script)
         self.accepted: list[tuple[float, dict]] = []
         self.posts = 0
+        self.posted_at: list[float] = []  # time.monotonic() of each POST's arrival
         self.release = threading.Event()
         receiver = self
 
@@ -32,6 +33,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver.posts += 1
+                receiver.posted_at.append(time.monotonic())
                 step = receiver.script.pop(0) if receiver.script else 200
                 if step == "hang":
                     receiver.release.wait(30)
@@ -101,6 +103,27 @@ def test_500_429_then_200_each_deliver_exactly_once(receivers: list[Receiver]) -
         p.notify([alert(gpu="0", at=now, resolved_at=time.time())], time.time())
         wait_for(lambda: len(flaky.accepted) == 2 and len(limited.accepted) == 2)
         assert [body["status"] for _, body in flaky.accepted] == ["firing", "resolved"]
+    finally:
+        p.close(5)
+
+
+def test_retry_after_is_honoured_and_failing_receivers_do_not_delay_a_healthy_one(receivers: list[Receiver]) -> None:
+    limited = Receiver([429, 200])  # Retry-After: 1
+    failing = Receiver([500, 500, 500, 200])
+    healthy = Receiver([])
+    receivers += [limited, failing, healthy]
+    urls = {"limited": limited.url, "failing": failing.url, "healthy": healthy.url}
+    p = Pipeline(config(urls), None, None, backoff=Backoff(0.3, 1.0))
+    p.start()
+    try:
+        p.notify([alert(gpu="0", at=time.time())], time.time())
+        wait_for(lambda: limited.accepted and failing.accepted and healthy.accepted)
+        # Ordering, not a stopwatch: the healthy one had it before either failing one was retried.
+        assert healthy.accepted[0][0] < limited.posted_at[1] and healthy.accepted[0][0] < failing.posted_at[1]
+        assert limited.posted_at[1] - limited.posted_at[0] >= 1.0, "Retry-After: 1 waits a second"
+        time.sleep(0.5)
+        assert [len(r.accepted) for r in (limited, failing, healthy)] == [1, 1, 1]
+        assert (failing.posts, limited.posts, healthy.posts) == (4, 2, 1)
     finally:
         p.close(5)
 

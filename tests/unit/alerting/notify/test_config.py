@@ -100,3 +100,24 @@ def test_the_webhook_url_joins_an_existing_root_receiver(tmp_path: Path) -> None
 @pytest.mark.parametrize(("text", "seconds"), [("1s", 1), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), (2, 2)])
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text, "x") == seconds
+
+
+def test_by_default_a_dead_node_pages_once(tmp_path: Path) -> None:
+    """NodeAbsent inhibits the GpuMissing of the same host.name: one page for a dead node, not one per GPU."""
+    from alerting.notify.inhibit import Inhibitor
+    from alerting.rules import default_pack, load_rule_files
+    from tests.unit.alerting.notify.helpers import alert
+
+    pack = {rule.name for rule in load_rule_files(default_pack())}
+    assert {"NodeAbsent", "GpuMissing"} <= pack, "the default inhibit rule names the default pack's alerts"
+    config = load_config(None, SimpleNamespace(webhook_url=""))
+    inhibitor = Inhibitor(config.inhibit_rules)
+    inhibitor.observe([alert("NodeAbsent", **{"host.name": "n1"})])
+    assert inhibitor.mutes(alert("GpuMissing", **{"host.name": "n1", "gpu.uuid": "GPU-a"}))
+    assert not inhibitor.mutes(alert("GpuMissing", **{"host.name": "n2", "gpu.uuid": "GPU-b"}))
+    assert not inhibitor.mutes(alert("GpuLost", **{"host.name": "n1", "gpu.uuid": "GPU-a"}))
+
+    kept = load_config(write(tmp_path, "route: {group_wait: 2s}\n"), SimpleNamespace(webhook_url=""))
+    assert kept.inhibit_rules == config.inhibit_rules, "a file that says nothing of inhibit_rules keeps the default"
+    dropped = load_config(write(tmp_path, "inhibit_rules: []\n"), SimpleNamespace(webhook_url=""))
+    assert dropped.inhibit_rules == ()

@@ -101,3 +101,20 @@ def test_alertmanager_forward_is_resent_while_firing() -> None:
     assert len(sent) == 2  # at 101, then once resend_interval (60 s) passed
     assert sent[0].request.url.endswith("/api/v2/alerts")
     assert body(sent[0])[0]["endsAt"] > body(sent[0])[0]["startsAt"]
+
+
+def test_alertmanager_forward_sends_prometheus_label_names() -> None:
+    """Alertmanager refuses a POST whose label names are not Prometheus's: OTel's dots become `_`."""
+    from alerting.notify.receivers.alertmanager import prometheus_labels
+
+    p, sent = pipeline(kind="alertmanager")
+    p.notify([alert(**{"host.name": "n1", "gpu.uuid": "GPU-a"})], 100.0)
+    p.tick(101.0)
+    (forwarded,) = body(sent[0])
+    assert forwarded["labels"] == {
+        "alertname": "HighErrors",
+        "severity": "page",
+        "host_name": "n1",
+        "gpu_uuid": "GPU-a",
+    }
+    assert prometheus_labels({"a.b": "1", "a_b": "2", "9x": "3", "": "4"}) == {"a_b": "1;2", "key_9x": "3", "key_": "4"}
