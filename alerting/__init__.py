@@ -1,1 +1,5 @@
-"""Alerting: not built yet. Rules, SLO burn rates, alert state, routing and receivers will live here."""
+"""Alerting: rule and SLO files, the evaluator and its alert state machine, the notification pipeline, the API.
+
+A service of `vigil up` (`alerting.service.AlertingService`); `alerting.model` describes the path of an
+alert from a rule file to a receiver.
+"""
