@@ -6,9 +6,10 @@ equal to the peer's rule, then a real Prometheus (Debian's `prometheus`) scrapin
 `/metrics` and a real Alertmanager (`prometheus-alertmanager`) sending to the same receiver, both with
 their DEFAULT intervals (1 m scrape and evaluation; group_wait 30 s, group_interval 5 m).
 
-Each trial injects `POST /control/fault {"kind":"errors","rate":1.0}` into the workload, times the
-first firing webhook of the rule under test, clears the fault, times its resolved message, and waits
-until the rule is quiet. Vigil's rule (W = 30 s; its sampling is 1 s under `vigil up`):
+The peer's trials run first (after its warm-up, each from quiet), then Vigil's. Each trial injects
+`POST /control/fault {"kind":"errors","rate":1.0}` into the workload, times the first firing webhook
+of the rule under test, clears the fault, times its last resolved message, and waits until quiet.
+Vigil's rule (W = 30 s; its sampling is 1 s under `vigil up`):
 
     llm.requests.finished{outcome=error} rate[30s] / llm.requests.finished rate[30s] > 0.05
 
@@ -58,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 from tests.local import LocalVigil, free_port  # noqa: E402
 
 GOAL_FIRE_P95_S, GOAL_RESOLVE_S, GOAL_CPU_PCT = 10.0, 30.0, 10.0
+PEER_WARMUP_S = 150.0  # two 1 m scrapes of healthy traffic, and a rule evaluation on them
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VIGIL_RULE, OUTAGE_RULE, PEER_RULE = "BenchErrorRatio", "InferenceOutage", "PeerErrorRatio"
 
@@ -297,6 +299,20 @@ def trial(
     return out
 
 
+def peer_quiet(prom: str, rx: Receiver, warmup_s: float, timeout: float) -> None:
+    """Wait `warmup_s` of healthy traffic, then until Prometheus has no alert and Alertmanager last said resolved."""
+    time.sleep(warmup_s)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        with rx.cond:
+            last = [e.status for e in rx.events if (e.source, e.alertname) == ("peer", PEER_RULE)][-1:]
+        if not alerts and last in ([], ["resolved"]):
+            return
+        time.sleep(5)
+    raise RuntimeError(f"the peer did not go quiet in {timeout:.0f} s")
+
+
 def up_flags(workload_port: int) -> tuple[str, ...]:
     return ("--workload-port", str(workload_port))
 
@@ -304,6 +320,7 @@ def up_flags(workload_port: int) -> tuple[str, ...]:
 def cost(children: Children, work: Path, seconds: float, warmup: float) -> dict[str, float]:
     """Process CPU of `vigil up` with the default pack vs without, side by side over the same window."""
     runs: dict[str, tuple[LocalVigil, str]] = {}
+    agents: list[subprocess.Popen[bytes]] = []
     for name, env in (("rules", {}), ("norules", {"VIGIL_DEFAULT_RULES": "0"})):
         data = work / f"cost-{name}"
         data.mkdir()
@@ -312,22 +329,24 @@ def cost(children: Children, work: Path, seconds: float, warmup: float) -> dict[
             data, env={**env, "VIGIL_CONTROL_TOKEN": token, "VIGIL_WEBHOOK_URL": ""}, flags=up_flags(free_port())
         )
         children.vigil(v)
-        children.popen(  # 4 more simulated GPUs on a second node: 8 in all
-            [
-                sys.executable,
-                "-m",
-                "vigil.cli",
-                "agent",
-                "--collector",
-                v.url,
-                "--simulate",
-                "4",
-                "--interval",
-                "1",
-                "--hostname",
-                f"bench-node2-{name}",
-            ],
-            work / f"agent2-{name}.log",
+        agents.append(
+            children.popen(  # 4 more simulated GPUs on a second node: 8 in all
+                [
+                    sys.executable,
+                    "-m",
+                    "vigil.cli",
+                    "agent",
+                    "--collector",
+                    v.url,
+                    "--simulate",
+                    "4",
+                    "--interval",
+                    "1",
+                    "--hostname",
+                    f"bench-node2-{name}",
+                ],
+                work / f"agent2-{name}.log",
+            )
         )
         runs[name] = (v, token)
     time.sleep(warmup)
@@ -351,6 +370,8 @@ def cost(children: Children, work: Path, seconds: float, warmup: float) -> dict[
     }
     result["evaluator_cpu_pct"] = result["rules_cpu_pct"] - result["norules_cpu_pct"]
     result["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
+    for agent in agents:
+        agent.terminate()
     for v, _ in runs.values():
         children.stop(v)
     return result
@@ -437,25 +458,25 @@ def main() -> int:
             wl = Workload(workload_port, token)
             wait_http(f"{wl.url}/health", 240)
             prom, _ = start_peer(children, work, workload_port, hook)  # warms up during Vigil's trials
-            print(f"vigil up on {vigil.url}, workload {wl.url}, prometheus {prom}; warm-up {args.warmup:.0f} s")
-            time.sleep(args.warmup)
-            vigil_names = [("vigil", VIGIL_RULE), ("vigil", OUTAGE_RULE)]
-            trials = []
-            for i in range(args.trials):
-                trials.append(trial(rx, wl, vigil_names, fire_timeout=60, resolve_timeout=120))
-                print(f"vigil trial {i + 1}: {json.dumps(trials[-1])}", flush=True)
+            print(f"vigil up on {vigil.url}, workload {wl.url}, prometheus {prom}", flush=True)
             cost_result: dict[str, float] = {}
             cost_thread = None
             if not args.no_cost:
-                if args.quick:  # the peer trial mostly waits on its 1 m intervals: measure the cost meanwhile
+                if args.quick:  # the peer mostly waits on its 1 m intervals: measure the cost meanwhile
                     cost_thread = threading.Thread(
                         target=lambda: cost_result.update(cost(children, work, args.cost_seconds, 40)), daemon=True
                     )
                     cost_thread.start()
                 else:
                     cost_result = cost(children, work, args.cost_seconds, 40)
+            # The peer first: Prometheus needs two 1 m scrapes of healthy traffic, and Vigil's own trials
+            # would keep its 2 m window erroring for minutes.
+            if args.peer_trials == 0:
+                time.sleep(args.warmup)
+            vigil_names = [("vigil", VIGIL_RULE), ("vigil", OUTAGE_RULE)]
             peer_trials = []
             for i in range(args.peer_trials):
+                peer_quiet(prom, rx, warmup_s=max(args.warmup, PEER_WARMUP_S) if i == 0 else 0.0, timeout=900)
                 peer_trials.append(
                     trial(
                         rx,
@@ -466,6 +487,10 @@ def main() -> int:
                     )
                 )
                 print(f"peer trial {i + 1}: {json.dumps(peer_trials[-1])}", flush=True)
+            trials = []
+            for i in range(args.trials):
+                trials.append(trial(rx, wl, vigil_names, fire_timeout=60, resolve_timeout=120))
+                print(f"vigil trial {i + 1}: {json.dumps(trials[-1])}", flush=True)
             if cost_thread is not None:
                 cost_thread.join(600)
             report |= {
