@@ -38,7 +38,9 @@ def setup(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for chatty in ("httpx", "httpcore"):  # one line per HTTP request is noise, not an event
+    # httpx: one line per HTTP request; apscheduler: two per job run (every 2 s per rule group). Noise, not events;
+    # their warnings (a failed request, a missed run) still show.
+    for chatty in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 

@@ -54,3 +54,20 @@ def test_different_messages_and_info_lines_are_not_limited(captured) -> None:
     assert sum("first" in line for line in lines) == 3
     assert sum("second" in line for line in lines) == 3
     assert sum("progress" in line for line in lines) == 5
+
+
+def test_setup_quiets_per_request_and_per_job_info_but_keeps_their_warnings() -> None:
+    from vigil.logs import setup
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup(logging.INFO)
+        for name in ("httpx", "apscheduler.executors.default", "apscheduler.scheduler"):
+            logger = logging.getLogger(name)
+            assert not logger.isEnabledFor(logging.INFO), name
+            assert logger.isEnabledFor(logging.WARNING), name
+        assert logging.getLogger("alerting.evaluator").isEnabledFor(logging.INFO)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
