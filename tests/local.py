@@ -11,12 +11,26 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_until(check: Callable[[], object], timeout: float, every: float = 0.1) -> bool:
+    """Poll `check` until it is truthy (True) or `timeout` seconds pass (False); a refused connection counts as no."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(every)
+    return False
 
 
 def free_port() -> int:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import collections
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.local import LocalVigil, free_port
+from tests.local import LocalVigil, free_port, wait_until
 from tests.receivers import WebhookReceiver
 
 CONTROL_TOKEN = "drill-token"
@@ -61,7 +60,7 @@ class Drill:
         # the agent scrapes the workload's /metrics (simulated GPUs where there are none): it stays on
         flags = ("--workload-port", str(self.workload_port))
         self.vigil = LocalVigil(self.data, env=self.env, flags=flags, port=self.port).start(timeout=90)
-        assert wait(lambda: self._get(f"{self.workload}/health").status_code == 200, 90), "the workload is up"
+        assert wait_until(lambda: self._get(f"{self.workload}/health").status_code == 200, 90), "the workload is up"
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -97,18 +96,6 @@ class Drill:
         return sum(
             float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:request_success_total")
         )
-
-
-def wait(check: Any, timeout: float, every: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return True
-        except httpx.TransportError:
-            pass
-        time.sleep(every)
-    return False
 
 
 def status_counts(hook: WebhookReceiver, alertname: str) -> collections.Counter[tuple[str, str]]:

@@ -26,9 +26,8 @@ from tests.integration.drill import (
     firing,
     first,
     status_counts,
-    wait,
 )
-from tests.local import ROOT
+from tests.local import ROOT, wait_until
 from tests.receivers import WebhookReceiver
 
 
@@ -110,7 +109,7 @@ def test_a_restart_while_an_alert_fires_neither_pages_again_nor_loses_the_resolv
             rules = [r for g in drill.api("/api/v1/rules")["groups"] for r in g["rules"] if r["name"] == "FastErrors"]
             return bool(firing(drill, "FastErrors")) and rules[0]["lastEvaluation"] is not None
 
-        assert wait(evaluated_since_restart, 30), "the restored alert is held and evaluated"
+        assert wait_until(evaluated_since_restart, 30), "the restored alert is held and evaluated"
         (after,) = firing(drill, "FastErrors")
         assert after["fingerprint"] == fingerprint and after["activeAt"] == before["activeAt"], (before, after)
         time.sleep(5)  # rounds every 1 s, group_wait 1 s: a second page would be here by now
@@ -158,7 +157,7 @@ def test_silences_from_the_cli_agree_with_the_api_and_mute_the_page(tmp_path: Pa
         assert silence_id in cli(drill, "list")  # the table a person reads
 
         drill.fault(1.0)
-        assert wait(lambda: firing(drill, "FastErrors"), 60), "the alert fires"
+        assert wait_until(lambda: firing(drill, "FastErrors"), 60), "the alert fires"
         time.sleep(5)  # group_wait 1 s: an unsilenced page would be here by now
         assert hook.alerts("FastErrors") == [], "a silenced alert sends no notification"
 

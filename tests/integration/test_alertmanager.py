@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.drill import Drill, fast_rules, wait
-from tests.local import free_port
+from tests.integration.drill import Drill, fast_rules
+from tests.local import free_port, wait_until
 from tests.receivers import WebhookReceiver
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -75,7 +75,7 @@ def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
         )
     am = Alertmanager(f"http://127.0.0.1:{port}", hook)
     try:
-        ready = wait(lambda: httpx.get(f"{am.url}/-/ready", timeout=2).status_code == 200, 30)
+        ready = wait_until(lambda: httpx.get(f"{am.url}/-/ready", timeout=2).status_code == 200, 30)
         assert ready, f"alertmanager did not become ready:\n{log.read_text()}"
         yield am
     finally:
@@ -108,7 +108,7 @@ def test_alertmanager_holds_vigils_alert_while_it_fires_and_ends_it_on_resolve(
     try:
         drill.fault(1.0)
         injected = time.monotonic()
-        assert wait(forwarded, 60, every=0.2), alertmanager.alerts()
+        assert wait_until(forwarded, 60, every=0.2), alertmanager.alerts()
         (held,) = forwarded()
         print(f"\nalertmanager: fault -> active in Alertmanager {time.monotonic() - injected:.1f} s")
         assert held["status"]["state"] == "active"
@@ -117,7 +117,7 @@ def test_alertmanager_holds_vigils_alert_while_it_fires_and_ends_it_on_resolve(
         assert held["annotations"]["summary"].startswith(held["labels"]["llm_endpoint"])
         assert parse(held["endsAt"]) > time.time(), "a firing alert's endsAt lies ahead"
         # re-sent while it fires, so Alertmanager never times it out
-        assert wait(lambda: forwarded() and forwarded()[0]["updatedAt"] != held["updatedAt"], 4 * RESEND_S + 10)
+        assert wait_until(lambda: forwarded() and forwarded()[0]["updatedAt"] != held["updatedAt"], 4 * RESEND_S + 10)
         (ours,) = [
             a for a in drill.api("/api/v1/alerts?state=firing")["alerts"] if a["labels"]["alertname"] == "FastErrors"
         ]
@@ -125,7 +125,7 @@ def test_alertmanager_holds_vigils_alert_while_it_fires_and_ends_it_on_resolve(
 
         drill.clear()
         cleared = time.monotonic()
-        assert wait(lambda: not forwarded(), 90, every=0.5), "the resolve ends the alert in Alertmanager"
+        assert wait_until(lambda: not forwarded(), 90, every=0.5), "the resolve ends the alert in Alertmanager"
         print(f"alertmanager: clear -> gone from Alertmanager {time.monotonic() - cleared:.1f} s")
         # Alertmanager's own resolved notification carries the endsAt Vigil sent: the resolve time
         hook = alertmanager.hook

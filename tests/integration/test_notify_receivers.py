@@ -6,13 +6,14 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from alerting.config import AlertingConfig, IntegrationConfig, ReceiverConfig, RouteConfig
 from alerting.notify.pipeline import Pipeline
 from alerting.notify.send import Backoff
+from tests.receivers import serve_on_loopback
 from tests.unit.alerting.notify.helpers import alert
 from vigil.store import Store
 from vigil.store.schema import NOTIFICATION_LOG, SILENCES
@@ -49,10 +50,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_on_loopback(Handler)
 
     def close(self) -> None:
         self.release.set()
