@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from alerting.evaluator import Evaluator
+from alerting.matchers import MatcherError, compile_pattern
 from alerting.model import Alert, AlertState, Silence
 from alerting.state import Transition
 
@@ -194,9 +195,9 @@ def parse_silence(raw: bytes, now: float) -> tuple[tuple[tuple[str, str, str], .
             raise ApiError(400, f"matchers.{i}.name: {m.name!r} is not a label name")
         if m.isRegex:
             try:
-                re.compile(m.value)
-            except re.error as exc:
-                raise ApiError(400, f"matchers.{i}.value: not a regular expression ({exc})") from None
+                compile_pattern(m.value)
+            except MatcherError as exc:
+                raise ApiError(400, f"matchers.{i}.value: {exc}") from None
         matchers.append((m.name, _OPS[(m.isRegex, m.isEqual)], m.value))
     if all(_matches_empty(op, value) for _, op, value in matchers):
         raise ApiError(400, "matchers: at least one must not match the empty string, or the silence mutes everything")
@@ -218,7 +219,7 @@ def _matches_empty(op: str, value: str) -> bool:
         return value == ""
     if op == "!=":
         return value != ""
-    hit = re.fullmatch(value, "") is not None
+    hit = compile_pattern(value).fullmatch("") is not None
     return hit if op == "=~" else not hit
 
 

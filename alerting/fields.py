@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from alerting.matchers import MatcherError, compile_pattern
 from alerting.model import ALERTNAME, SEVERITY
 from alerting.slo import BUCKET_BOUNDS
 from alerting.source import Section, format_duration
@@ -66,9 +67,9 @@ def matchers(s: Section, key: str) -> tuple[Matcher, ...]:
     for matcher in out:
         if matcher.op in ("=~", "!~"):
             try:
-                re.compile(matcher.value)
-            except re.error as exc:
-                s.fail(key, f"{matcher.value!r} is not a regular expression: {exc}")
+                compile_pattern(matcher.value)  # the store matches with RE2 too (ClickHouse's match)
+            except MatcherError as exc:
+                s.fail(key, f"{matcher.value!r}: {exc}")
     return tuple(sorted(out, key=lambda m: (m.key, m.op, m.value)))  # one order: equal queries are shared
 
 

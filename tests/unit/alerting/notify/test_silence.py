@@ -40,7 +40,7 @@ def test_silence_window_and_expire() -> None:
     [
         ([], 1.0, 2.0, "a", "at least one matcher"),
         ([("host", "=~", ".*")], 1.0, 2.0, "a", "empty string"),
-        ([("host", "=~", "(")], 1.0, 2.0, "a", "not a regular expression"),
+        ([("host", "=~", "(")], 1.0, 2.0, "a", "not an RE2 regular expression"),
         ([("host", "=~", "a" * 2000)], 1.0, 2.0, "a", "longer than"),
         ([("host", "==", "a")], 1.0, 2.0, "a", "operator"),
         ([("host", "=", "a")], 2.0, 1.0, "a", "after startsAt"),
