@@ -6,8 +6,6 @@ token from `VIGIL_API_TOKENS`; with none configured the API answers loopback cli
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import json
 import math
@@ -25,6 +23,7 @@ from alerting.evaluator import Evaluator
 from alerting.matchers import MatcherError, compile_pattern
 from alerting.model import Alert, AlertState, Silence
 from alerting.state import Transition
+from vigil.tokens import BearerTokens, TokenRefused
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_MATCHERS = 64
@@ -65,25 +64,22 @@ def get_alerting() -> Alerting:
 
 
 class TokenCheck:
-    """Bearer tokens held only as SHA-256 digests, compared in constant time against every one."""
+    """`VIGIL_API_TOKENS`; with none set, only clients on this machine are answered."""
 
     def __init__(self, tokens: Sequence[str]) -> None:
-        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
+        self._tokens = BearerTokens(tokens)
 
     def check(self, authorization: str | None, client_host: str | None) -> str | None:
         """None when allowed, else why not."""
-        if not self._digests:
+        if not self._tokens.enabled:
             if _loopback(client_host):
                 return None
             return "no VIGIL_API_TOKENS are set, so the alerting API answers only clients on this machine"
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return "missing bearer token: send Authorization: Bearer <one of VIGIL_API_TOKENS>"
-        offered = hashlib.sha256(token.strip().encode()).digest()
-        ok = False
-        for digest in self._digests:  # no early exit: every digest is compared
-            ok |= hmac.compare_digest(offered, digest)
-        return None if ok else "bearer token not recognised"
+        try:
+            self._tokens.verify(authorization)
+        except TokenRefused as exc:
+            return f"{exc}: send Authorization: Bearer <one of VIGIL_API_TOKENS>"
+        return None
 
 
 def _loopback(host: str | None) -> bool:

@@ -380,7 +380,7 @@ def load_config(path: Path | None, settings: Any, env: Mapping[str, str] | None 
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     config = parse_config(data, path, env)
-    url = getattr(settings, "webhook_url", "") or ""
+    url = settings.webhook_url
     if url:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"VIGIL_WEBHOOK_URL: {url!r} must start with http:// or https://")

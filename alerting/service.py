@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter
 
@@ -61,6 +61,18 @@ def _finite(value: Any) -> Any:
     return value
 
 
+class NotifierService(Notifier, Protocol):
+    """What the service runs as its notifier: the pipeline (`alerting.notify.Pipeline`), or a test's stand-in."""
+
+    silences: Any  # the SilenceStore the API reads and writes
+
+    def start(self) -> None: ...
+
+    def close(self, timeout_s: float) -> None: ...
+
+    def health(self) -> Health: ...
+
+
 class AlertingService:
     """Evaluates the rules on a schedule and serves `/api/v1/...`.
 
@@ -75,7 +87,7 @@ class AlertingService:
         *,
         rules: Sequence[CompiledRule] | None = None,
         slos: Sequence[Any] | None = None,
-        notifier: Notifier | None = None,
+        notifier: NotifierService | None = None,
         query: QueryFn = window_values,
     ) -> None:
         self._ctx = ctx
@@ -84,7 +96,7 @@ class AlertingService:
             loaded, loaded_slos = _load_rules(ctx.settings)
             rules, slos = loaded, (loaded_slos if slos is None else slos)
         self.slos = list(slos or [])
-        self.notifier: Any = notifier if notifier is not None else _load_notifier(ctx, self._clock)
+        self.notifier: NotifierService = notifier if notifier is not None else _load_notifier(ctx, self._clock)
         self.schema = SchemaContext.from_settings(ctx.settings)
         self.alert_store = AlertStore(ctx.store, self._clock)
         self.evaluator = Evaluator(
@@ -110,16 +122,14 @@ class AlertingService:
         except Exception as exc:  # pruning is housekeeping: a failure waits for the next start
             event(log, "alert_prune_failed", error=str(exc), level=logging.WARNING)
         self.evaluator.restore()
-        if hasattr(self.notifier, "start"):
-            self.notifier.start()
+        self.notifier.start()
         self.evaluator.start()
         self._started = True
 
     def close(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         self.evaluator.close(timeout_s / 2)
-        if hasattr(self.notifier, "close"):
-            self.notifier.close(max(0.0, deadline - time.monotonic()))
+        self.notifier.close(max(0.0, deadline - time.monotonic()))
 
     def health(self) -> Health:
         details: dict[str, Any] = {"rules": sum(len(g.rules) for g in self.evaluator.groups.values())}
@@ -129,10 +139,8 @@ class AlertingService:
         stalled = self.evaluator.stalled()
         if stalled and len(stalled) == len(self.evaluator.groups):
             ok, details["stalled_groups"] = False, stalled
-        if hasattr(self.notifier, "health"):
-            notify_ok, notify_details = self.notifier.health()
-            ok = ok and notify_ok
-            details["notify"] = notify_details
+        notify_ok, details["notify"] = self.notifier.health()
+        ok = ok and notify_ok
         return ok, details
 
     # -- what the API asks (api.Alerting) ------------------------------------------------------
@@ -141,7 +149,7 @@ class AlertingService:
         return self._tokens.check(authorization, client_host)
 
     def silence_store(self) -> Any:
-        return getattr(self.notifier, "silences", None)
+        return self.notifier.silences
 
     def history(self, limit: int) -> list[Transition]:
         return self.alert_store.history(limit)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import threading
 import time
 from collections.abc import Callable
@@ -21,40 +20,31 @@ from collector.pipeline import IngestPipeline, Outcome
 from collector.wal import WalEntry, WriteAheadLog
 from vigil.settings import Settings
 from vigil.store import Store
+from vigil.tokens import BearerTokens, TokenRefused
 
 SERIES_WINDOW_S = 3600.0
 MAX_KEY_LENGTH = 255
 DIGEST_KEY_PREFIX = "sha256:"  # the key of a request sent without one
 
 
-def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
 class TokenCheck:
-    """Bearer tokens held only as SHA-256 digests, compared in constant time."""
+    """The ingest tokens (`VIGIL_INGEST_TOKENS`); each also scopes the idempotency keys sent with it."""
 
     def __init__(self, tokens: list[str]) -> None:
-        self._digests = [token_digest(t) for t in tokens]
+        self._tokens = BearerTokens(tokens)
 
     @property
     def enabled(self) -> bool:
-        return bool(self._digests)
+        return self._tokens.enabled
 
     def check(self, authorization: str | None) -> str:
         """The token's scope for idempotency keys (a short digest), or "" when no tokens are configured."""
-        if not self._digests:
+        if not self._tokens.enabled:
             return ""
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("missing bearer token: send Authorization: Bearer <token>")
-        offered = token_digest(token.strip())
-        ok = False
-        for digest in self._digests:  # no early exit: every digest is compared
-            ok |= hmac.compare_digest(offered, digest)
-        if not ok:
-            raise Unauthorized("bearer token not recognised")
-        return offered.hex()[:16]
+        try:
+            return self._tokens.verify(authorization).hex()[:16]
+        except TokenRefused as exc:
+            raise Unauthorized(f"{exc}: send Authorization: Bearer <one of VIGIL_INGEST_TOKENS>") from None
 
 
 def limits_from(settings: Settings) -> Limits:

@@ -41,10 +41,6 @@ def load_settings(**overrides: Any) -> Settings:
         raise CliError(f"invalid settings: {problems}") from None
 
 
-def schema_context(settings: Settings) -> SchemaContext:
-    return SchemaContext.from_settings(settings)
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -108,7 +104,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     store = open_store(settings.store_url, settings.clickhouse_cluster)
     supervisor: Supervisor | None = None
     try:
-        migrate(store, schema_context(settings))
+        migrate(store, SchemaContext.from_settings(settings))
         running = {"workload": plan.workload is not None, "agent": plan.agent is not None}
         specs = [feature.child(plan, settings) for feature in FEATURES if running.get(feature.NAME, True)]
         supervisor = Supervisor(specs)
@@ -131,7 +127,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings(data=args.data, clickhouse_cluster=args.cluster)
-    ctx = schema_context(settings)
+    ctx = SchemaContext.from_settings(settings)
     if args.print:
         sys.stdout.write(render_sql(ctx))
         return 0

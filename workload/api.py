@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import random
 import time
@@ -19,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from vigil.tokens import BearerTokens, TokenRefused
 from workload.engine import Engine, Failed, Finished, Token
 from workload.errors import (
     EngineDead,
@@ -100,7 +99,7 @@ def create_app(
     model_name = engine.model.cfg.name
     max_len = engine.model.cfg.max_model_len
     shedder = Shedder()
-    token_digest = hashlib.sha256(control_token.encode()).digest() if control_token else None
+    tokens = BearerTokens([control_token] if control_token else [])
 
     app = FastAPI(title="Vigil reference workload", version="0.1.0")
     app.state.engine = engine
@@ -126,14 +125,14 @@ def create_app(
         return error_response(ApiError(exc.status_code, str(exc.detail), kind=kind))
 
     def require_control(request: Request) -> None:
-        if token_digest is None:
+        if not tokens.enabled:
             return  # no token configured: the CLI binds to loopback only
-        scheme, _, offered = request.headers.get("authorization", "").partition(" ")
-        digest = hashlib.sha256(offered.strip().encode()).digest()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(digest, token_digest):
+        try:
+            tokens.verify(request.headers.get("authorization"))
+        except TokenRefused:
             raise ApiError(
                 401, "the control API needs Authorization: Bearer <VIGIL_CONTROL_TOKEN>", kind="authentication_error"
-            )
+            ) from None
 
     control = Depends(require_control)
 

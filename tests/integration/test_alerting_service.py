@@ -60,7 +60,7 @@ def test_a_restart_keeps_firing_alerts_firing_and_sends_the_resolve(store: Store
         ms = pytest.approx(0, abs=1e-3)  # times are stored to the millisecond
         assert kept.state == AlertState.FIRING
         assert (kept.active_at - fired.active_at, kept.fired_at - t0) == (ms, ms)
-        assert again.health() == (True, {"rules": 1})
+        assert again.health() == (True, {"rules": 1, "notify": {"receivers": "recorded by the test"}})
         query.set(ERRORS)
         again.evaluator.evaluate_group("g", now=t0 + 10)
         (last, _) = second.calls[-1]

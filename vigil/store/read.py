@@ -24,14 +24,14 @@ MAX_LABELS = 16
 _LATEST_TABLES = (GAUGE, SUM)  # tables whose points have one `Value` to take the latest of
 
 # What each aggregate is over raw rows and over a rollup's mergeable states: the same answer.
-_AGGREGATES: dict[str, tuple[str, str]] = {
+AGGREGATE_SQL: dict[str, tuple[str, str]] = {
     "avg": ("avg(Value)", "avgMerge(ValueAvg)"),
     "min": ("min(Value)", "min(ValueMin)"),
     "max": ("max(Value)", "max(ValueMax)"),
     "last": ("argMax(Value, TimeUnix)", "argMaxMerge(ValueLast)"),
     "count": ("toFloat64(count())", "toFloat64(sum(Count))"),
 }
-AGGREGATES = tuple(_AGGREGATES)
+AGGREGATES = tuple(AGGREGATE_SQL)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _filter_sql(filters: Mapping[str, str], params: dict[str, Any]) -> str:
 
 def series_sql(query: SeriesQuery, plan: SeriesPlan) -> tuple[str, dict[str, Any]]:
     """The SQL and parameters of one series read."""
-    if query.aggregate not in _AGGREGATES:
+    if query.aggregate not in AGGREGATE_SQL:
         raise QueryRejected(f"aggregate {query.aggregate!r} is not one of {', '.join(AGGREGATES)}")
     if not query.metric:
         raise QueryRejected("metric must not be empty")
@@ -129,7 +129,7 @@ def series_sql(query: SeriesQuery, plan: SeriesPlan) -> tuple[str, dict[str, Any
     else:
         labels = ["ResourceAttributes AS resource", "Attributes AS attributes"]
         names = "resource, attributes"
-    value = _AGGREGATES[query.aggregate][0 if raw else 1]
+    value = AGGREGATE_SQL[query.aggregate][0 if raw else 1]
     sql = (
         f"SELECT {', '.join(labels)},\n"
         f"    intDiv(toUnixTimestamp({time_col}), {{step:UInt32}}) * {{step:UInt32}} AS bucket, {value} AS value\n"
@@ -144,7 +144,8 @@ def _limited(max_rows: int) -> dict[str, Any]:
     return {"max_result_rows": max_rows, "result_overflow_mode": "throw"}
 
 
-def _run(store: Store, sql: str, params: dict[str, Any], max_rows: int) -> list[tuple[Any, ...]]:
+def run_limited(store: Store, sql: str, params: dict[str, Any], max_rows: int) -> list[tuple[Any, ...]]:
+    """Rows of a read, stopped by the store past `max_rows`; a failure becomes a StoreQueryError."""
     try:
         return store.query_rows(sql, params, settings=_limited(max_rows))
     except Exception as exc:
@@ -163,7 +164,7 @@ def read_series(
     sql, params = series_sql(query, plan)
     series: dict[tuple[Any, ...], Series] = {}
     width = len(query.group_by) or 2
-    for row in _run(store, sql, params, max_rows):
+    for row in run_limited(store, sql, params, max_rows):
         labels, bucket, value = row[:width], row[width], row[width + 1]
         key = tuple(tuple(sorted(v.items())) if isinstance(v, dict) else v for v in labels)
         found = series.get(key)
@@ -229,7 +230,7 @@ def latest_per_gpu(
     until_ns = int(now * 10**9)
     sql, params = latest_sql(metrics, until_ns - int(window_s * 10**9), until_ns, filters or {}, table)
     gpus: dict[tuple[str, str], GpuLatest] = {}
-    for uuid, mig, metric, value, time_ns, resource, attributes in _run(store, sql, params, max_rows):
+    for uuid, mig, metric, value, time_ns, resource, attributes in run_limited(store, sql, params, max_rows):
         gpu = gpus.get((uuid, mig))
         if gpu is None:
             gpu = gpus[(uuid, mig)] = GpuLatest(uuid, mig, dict(resource), dict(attributes), {}, int(time_ns))

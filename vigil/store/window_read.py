@@ -8,7 +8,7 @@ from typing import Any
 
 from vigil.store.client import Store
 from vigil.store.plan import QueryRejected, Resolution
-from vigil.store.read import _run
+from vigil.store.read import run_limited
 from vigil.store.schema import SchemaContext
 from vigil.store.window import WindowQuery, WindowValue
 from vigil.store.window_math import CounterSeries, cumulative, extrapolation_factor, histogram_quantile
@@ -31,7 +31,7 @@ def read_window(
         source = Resolution.RAW
     plan = plan_window(query.window_s, now, ctx, source)
     sql, params = window_sql(query, plan)
-    rows = _run(store, sql, params, max_rows)
+    rows = run_limited(store, sql, params, max_rows)
     width = len(query.group_by)
     if query.kind == "gauge" or query.function == "last_seen":
         values = ((tuple(row[:width]), float(row[width])) for row in rows)

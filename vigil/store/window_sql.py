@@ -19,7 +19,7 @@ from typing import Any
 
 from vigil.store.columns import GAUGE, HISTOGRAM, SUM
 from vigil.store.plan import QueryRejected, Resolution
-from vigil.store.read import _AGGREGATES, NONE_LABEL
+from vigil.store.read import AGGREGATE_SQL, NONE_LABEL
 from vigil.store.schema import (
     HISTOGRAM_ROLLUP_1H,
     HISTOGRAM_ROLLUP_1M,
@@ -160,7 +160,7 @@ def window_sql(query: WindowQuery, plan: WindowPlan) -> tuple[str, dict[str, Any
         value = "toUnixTimestamp64Nano(max(TimeUnix)) / 1e9"
         return f"SELECT {', '.join([*labels, value])}\nFROM {table}\nWHERE {where}\n{group}HAVING count() > 0", params
     if query.kind == "gauge":
-        value = _AGGREGATES[query.function][0 if plan.source is Resolution.RAW else 1]
+        value = AGGREGATE_SQL[query.function][0 if plan.source is Resolution.RAW else 1]
         return f"SELECT {', '.join([*labels, value])}\nFROM {table}\nWHERE {where}\n{group}HAVING count() > 0", params
     inner = (_sum_summaries if query.kind == "sum" else _histogram_summaries)(plan.source, table, where)
     return _per_series(query.kind, labels, inner), params

@@ -52,8 +52,19 @@ class FakeQuery:
 
 
 class RecordingNotifier:
+    """Records what the evaluator hands over; runs nothing, holds no silences."""
+
+    silences = None
+
     def __init__(self) -> None:
         self.calls: list[tuple[list[Alert], float]] = []
 
     def notify(self, alerts: Sequence[Alert], now: float) -> None:
         self.calls.append((list(alerts), now))
+
+    def start(self) -> None: ...
+
+    def close(self, timeout_s: float) -> None: ...
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        return True, {"receivers": "recorded by the test"}
