@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 import vigil
 from alerting.service import AlertingService
 from collector.plugin import CollectorService
+from dashboard.service import DashboardService
 from vigil import lifecycle
 from vigil.health import ChildState, HealthMonitor
 from vigil.kernel import RunPlan, Service, ServiceContext, ServiceFactory
@@ -27,7 +28,7 @@ from vigil.settings import Settings
 from vigil.store import Store
 
 # The in-process services of `vigil up`, in start order (closed in reverse), as FEATURES lists children.
-SERVICES: tuple[ServiceFactory, ...] = (CollectorService, AlertingService)
+SERVICES: tuple[ServiceFactory, ...] = (CollectorService, AlertingService, DashboardService)
 
 
 def create_app(

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     )
     alert_history_days: int = Field(90, ge=1, description="Days alert transitions (and forgotten alerts) are kept.")
 
+    # --- dashboard and auth (dashboard/) ---
+
+    # --- history (utilization API, `vigil query`, backfill) ---
+
+    # --- runbooks ---
+
     @field_validator("ingest_tokens", "api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FEATURES = ("collector", "gpu_agent", "workload", "alerting", "dashboard")
+FEATURES = ("collector", "gpu_agent", "workload", "alerting", "dashboard", "runbooks")
 # The only modules that may import features: they compose `vigil up`.
 COMPOSITION_ROOT = ("vigil.cli", "vigil.app", "vigil.supervisor", "vigil.serve", "vigil.health")
 

@@ -1,0 +1,10 @@
+"""How the dashboard's routes reach the running service without app-wide globals."""
+
+from __future__ import annotations
+
+from vigil.kernel import ServiceContext
+
+
+def service_context() -> ServiceContext:
+    """Placeholder: `DashboardService` binds its context through the app's dependency overrides."""
+    raise RuntimeError("no dashboard bound: mount these routers through dashboard.service.DashboardService")

@@ -1,0 +1,45 @@
+"""Server-side rendering: one Jinja2 environment with autoescaping on, shared by every page.
+
+`render` adds what `base.html` needs: the principal (navigation, role-dependent forms) and the CSRF
+token (`<meta name="csrf-token">` for scripts, hidden `csrf_token` fields in forms), which the auth
+dependency leaves on `request.state`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+ENV = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+)
+
+NAV = (
+    ("/", "Fleet"),
+    ("/inference", "Inference"),
+    ("/alerts", "Alerts"),
+    ("/slos", "SLOs"),
+    ("/runbooks", "Runbooks"),
+    ("/history", "History"),
+)
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    page = ENV.get_template(template).render(
+        request=request,
+        principal=getattr(request.state, "principal", None),
+        csrf_token=getattr(request.state, "csrf_token", ""),
+        nav=NAV,
+        path=request.url.path,
+        **context,
+    )
+    return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})

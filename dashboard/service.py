@@ -1,0 +1,51 @@
+"""`DashboardService`: the dashboard inside `vigil up`: pages, the JSON API, and the auth all routes use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+from dashboard import api, history, pages
+from dashboard.auth import Auth
+from dashboard.context import service_context
+from dashboard.render import STATIC
+from vigil.access import authenticate, csrf_checker
+from vigil.kernel import Health, ServiceContext
+
+
+def _static() -> APIRouter:
+    """`/static/...` from the package (our CSS and JS, and the chart libraries built in from npm)."""
+    files = StaticFiles(directory=STATIC)
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/static/{path:path}")
+    async def static_file(path: str, request: Request) -> Response:
+        return await files.get_response(path, request.scope)  # refuses paths that leave the folder
+
+    return router
+
+
+class DashboardService:
+    name = "dashboard"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.auth = Auth(ctx)
+        self.routers: Sequence[APIRouter] = (self.auth.router, api.router, history.router, pages.router, _static())
+        self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {
+            service_context: lambda: ctx,
+            authenticate: self.auth.authenticate,
+            csrf_checker: lambda: self.auth.check_csrf,
+        }
+
+    def start(self) -> None:
+        self.auth.start()
+
+    def close(self, timeout_s: float) -> None:
+        self.auth.close()
+
+    def health(self) -> Health:
+        return self.auth.health()
