@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from dashboard import api, history, pages
+from dashboard import alerts, api, history, pages
 from dashboard.auth import Auth
 from dashboard.context import service_context
 from dashboard.render import STATIC
@@ -34,7 +34,14 @@ class DashboardService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.auth = Auth(ctx)
-        self.routers: Sequence[APIRouter] = (self.auth.router, api.router, history.router, pages.router, _static())
+        self.routers: Sequence[APIRouter] = (
+            self.auth.router,
+            api.router,
+            alerts.router,
+            history.router,
+            pages.router,
+            _static(),
+        )
         self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {
             service_context: lambda: ctx,
             authenticate: self.auth.authenticate,
