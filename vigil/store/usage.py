@@ -222,15 +222,7 @@ def utilization(
     max_rows: int = MAX_ROWS,
 ) -> UsageResult:
     """Average utilization per group per bucket (see the module's rules), one series per group."""
-    p = plan(q, ctx=ctx, now=now)
-    sql, params = utilization_sql(q, p)
-    series: dict[str, UsageSeries] = {}
-    for group, bucket, value in run_limited(store, sql, params, max_rows):
-        found = series.get(group)
-        if found is None:
-            found = series[group] = UsageSeries({q.group_by: group}, [])
-        found.points.append((int(bucket), float(value)))
-    return UsageResult(list(series.values()), p.step, p.source)
+    return series(store, q, "avg", ctx=ctx, now=now, max_rows=max_rows)
 
 
 def gpu_hours(
@@ -263,3 +255,44 @@ def top_gpus(
         GpuUsage(uuid, host, {q.group_by: g}, float(avg), float(hours), float(busy), float(idle))
         for uuid, host, g, avg, hours, busy, idle in run_limited(store, sql, params, q.top)
     ]
+
+
+Measure = Literal["avg", "busy", "allocated"]
+MEASURES: dict[str, str] = {
+    # per group and bucket, from the per-GPU rows: summing these over groups gives the fleet's figure,
+    # which is what a stacked chart shows
+    "busy": "sum(mean_b) / 100",  # busy GPUs: each GPU counts its mean utilization as a fraction of one
+    "allocated": "toFloat64(count())",  # GPUs that reported
+}
+
+
+def stacked_sql(q: UsageQuery, p: SeriesPlan, measure: Measure) -> tuple[str, dict[str, Any]]:
+    if measure not in MEASURES:
+        raise QueryRejected(f"measure must be one of avg, {', '.join(MEASURES)}; got {measure!r}")
+    params: dict[str, Any] = {}
+    inner = _per_gpu_bucket(q, p, params)
+    value = MEASURES[measure]
+    sql = f"SELECT g, bucket, {value} AS value\nFROM ({inner})\nGROUP BY g, bucket\nORDER BY g, bucket"
+    return sql, params
+
+
+def series(
+    store: Store,
+    q: UsageQuery,
+    measure: Measure = "avg",
+    *,
+    ctx: SchemaContext = DEFAULT_CTX,
+    now: float | None = None,
+    max_rows: int = MAX_ROWS,
+) -> UsageResult:
+    """One series per group: `avg` is `utilization`; `busy` the busy GPUs (the sum of each GPU's mean
+    utilization / 100, so busy GPU-hours = its points * step / 3600); `allocated` the GPUs reporting."""
+    p = plan(q, ctx=ctx, now=now)
+    sql, params = utilization_sql(q, p) if measure == "avg" else stacked_sql(q, p, measure)
+    found: dict[str, UsageSeries] = {}
+    for group, bucket, value in run_limited(store, sql, params, max_rows):
+        one = found.get(group)
+        if one is None:
+            one = found[group] = UsageSeries({q.group_by: group}, [])
+        one.points.append((int(bucket), float(value)))
+    return UsageResult(list(found.values()), p.step, p.source)
