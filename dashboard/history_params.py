@@ -92,7 +92,8 @@ def usage_query(params: QueryParams | Mapping[str, str], now: int) -> UsageQuery
     if end - start > MAX_RANGE_S:
         raise ParamError(f"start: the range may span at most {MAX_RANGE_S // DAY} days")
     step = _int("step", get("step") or "", 1, MAX_RANGE_S) if get("step") else default_step(end - start)
-    group_by = (get("group_by") or "team").strip()
+    asked_group = get("group_by")
+    group_by = "team" if asked_group is None else asked_group.strip()
     if not group_by or len(group_by) > MAX_KEY:
         raise ParamError(f"group_by: a resource attribute of 1 to {MAX_KEY} characters, e.g. team")
     try:
