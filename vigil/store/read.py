@@ -78,14 +78,14 @@ class GpuLatest:
     time_ns: int  # of its most recent point
 
 
-def _check_labels(kind: str, keys: Sequence[str]) -> None:
+def check_labels(kind: str, keys: Sequence[str]) -> None:
     if len(keys) > MAX_LABELS:
         raise QueryRejected(f"at most {MAX_LABELS} {kind} per read, got {len(keys)}")
     if any(not key for key in keys):
         raise QueryRejected(f"{kind}: an attribute key must not be empty")
 
 
-def _filter_sql(filters: Mapping[str, str], params: dict[str, Any]) -> str:
+def filter_sql(filters: Mapping[str, str], params: dict[str, Any]) -> str:
     clauses = []
     for i, (key, value) in enumerate(sorted(filters.items())):
         params[f"fk{i}"], params[f"fv{i}"] = key, value
@@ -102,8 +102,8 @@ def series_sql(query: SeriesQuery, plan: SeriesPlan) -> tuple[str, dict[str, Any
         raise QueryRejected(f"aggregate {query.aggregate!r} is not one of {', '.join(AGGREGATES)}")
     if not query.metric:
         raise QueryRejected("metric must not be empty")
-    _check_labels("group_by keys", query.group_by)
-    _check_labels("filters", list(query.filters))
+    check_labels("group_by keys", query.group_by)
+    check_labels("filters", list(query.filters))
     raw = plan.source is Resolution.RAW
     params: dict[str, Any] = {"metric": query.metric, "step": plan.step, "none": NONE_LABEL}
     if raw:
@@ -134,7 +134,7 @@ def series_sql(query: SeriesQuery, plan: SeriesPlan) -> tuple[str, dict[str, Any
         f"SELECT {', '.join(labels)},\n"
         f"    intDiv(toUnixTimestamp({time_col}), {{step:UInt32}}) * {{step:UInt32}} AS bucket, {value} AS value\n"
         f"FROM {plan.source.table}\n"
-        f"WHERE MetricName = {{metric:String}} AND {range_sql}{_filter_sql(query.filters, params)}\n"
+        f"WHERE MetricName = {{metric:String}} AND {range_sql}{filter_sql(query.filters, params)}\n"
         f"GROUP BY {names}, bucket\nORDER BY {names}, bucket"
     )
     return sql, params
@@ -184,7 +184,7 @@ def latest_sql(
         raise QueryRejected(f"latest values come from {' or '.join(_LATEST_TABLES)}, not {table!r}")
     if not metrics or any(not m for m in metrics):
         raise QueryRejected("name at least one metric, none of them empty")
-    _check_labels("filters", list(filters))
+    check_labels("filters", list(filters))
     params: dict[str, Any] = {
         "metrics": list(metrics),
         "since": since_ns,
@@ -200,7 +200,7 @@ def latest_sql(
         "WHERE MetricName IN {metrics:Array(String)} AND mapContains(Attributes, {uuid_key:String})\n"
         "    AND TimeUnix >= fromUnixTimestamp64Nano({since:Int64})\n"
         "    AND TimeUnix <= fromUnixTimestamp64Nano({until:Int64})"
-        f"{_filter_sql(filters, params)}\n"
+        f"{filter_sql(filters, params)}\n"
         "GROUP BY uuid, mig, MetricName"
     )
     return sql, params

@@ -42,7 +42,7 @@ from typing import Any, Literal, NamedTuple
 from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME
 from vigil.store.client import Store
 from vigil.store.plan import QueryRejected, Resolution, SeriesPlan, plan_series
-from vigil.store.read import MAX_ROWS, NONE_LABEL, _check_labels, _filter_sql, run_limited
+from vigil.store.read import MAX_ROWS, NONE_LABEL, check_labels, filter_sql, run_limited
 from vigil.store.schema import SchemaContext
 
 METRIC = GPU_UTILIZATION.name
@@ -112,7 +112,7 @@ class GpuUsage:
 def _validate(q: UsageQuery) -> None:
     if not q.group_by:
         raise QueryRejected("group_by: name a resource attribute, e.g. team")
-    _check_labels("filters", list(q.filters))
+    check_labels("filters", list(q.filters))
     if not 0.0 <= q.idle_threshold <= 100.0:
         raise QueryRejected(f"idle_threshold is a percentage from 0 to 100, got {q.idle_threshold}")
     if not 1 <= q.top <= MAX_TOP:
@@ -146,7 +146,7 @@ def _from(q: UsageQuery, p: SeriesPlan, params: dict[str, Any]) -> tuple[str, st
     where = (
         f"FROM {p.source.table}\n"
         f"WHERE MetricName = {{metric:String}} AND mapContains(Attributes, {{uuid_key:String}}) AND {span}"
-        f"{_filter_sql(q.filters, params)}"
+        f"{filter_sql(q.filters, params)}"
     )
     bucket = f"intDiv(toUnixTimestamp({time_col}), {{step:UInt32}}) * {{step:UInt32}}"
     return where, bucket, time_col
