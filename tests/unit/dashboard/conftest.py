@@ -72,19 +72,24 @@ def cheap_passwords() -> Passwords:
     return Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
+READER = Depends(require(Role.VIEWER))
+WRITER = Depends(require(Role.OPERATOR, write=True))
+PAGE = Depends(require(Role.VIEWER, page=True))
+
+
 def probes() -> APIRouter:
     router = APIRouter()
 
     @router.get("/api/v1/probe")
-    def read(who: Principal = Depends(require(Role.VIEWER))) -> dict[str, str]:
+    def read(who: Principal = READER) -> dict[str, str]:
         return {"name": who.name, "role": who.role.label, "via": who.via}
 
     @router.post("/api/v1/probe")
-    def write(who: Principal = Depends(require(Role.OPERATOR, write=True))) -> dict[str, str]:
+    def write(who: Principal = WRITER) -> dict[str, str]:
         return {"name": who.name}
 
     @router.get("/page")
-    def page(who: Principal = Depends(require(Role.VIEWER, page=True))) -> dict[str, str]:
+    def page(who: Principal = PAGE) -> dict[str, str]:
         return {"name": who.name}
 
     return router
