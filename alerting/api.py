@@ -1,16 +1,15 @@
 """The alerting HTTP API under `/api/v1`: alerts, rules, silences (Alertmanager v2 shapes), SLOs.
 
-This module is the one place alerting's errors become HTTP statuses. Every route needs a bearer
-token from `VIGIL_API_TOKENS`; with none configured the API answers loopback clients only.
+This module is the one place alerting's errors become HTTP statuses. Who may call what is
+declared through `vigil.access.require`: viewers read, operators create and expire silences
+(with the session's CSRF token when they come with the login cookie).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -23,7 +22,7 @@ from alerting.evaluator import Evaluator
 from alerting.matchers import MatcherError, compile_pattern
 from alerting.model import Alert, AlertState, Silence
 from alerting.state import Transition
-from vigil.tokens import BearerTokens, TokenRefused
+from vigil.access import Principal, Role, require
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_MATCHERS = 64
@@ -47,8 +46,6 @@ class Alerting(Protocol):
 
     evaluator: Evaluator
 
-    def authorized(self, authorization: str | None, client_host: str | None) -> str | None: ...
-
     def silence_store(self) -> Any: ...
 
     def slo_statuses(self, now: float) -> list[dict[str, Any]]: ...
@@ -61,32 +58,6 @@ class Alerting(Protocol):
 def get_alerting() -> Alerting:
     """A placeholder: `AlertingService` binds the real one through the app's dependency overrides."""
     raise RuntimeError("no alerting bound: mount this router through alerting.service.AlertingService")
-
-
-class TokenCheck:
-    """`VIGIL_API_TOKENS`; with none set, only clients on this machine are answered."""
-
-    def __init__(self, tokens: Sequence[str]) -> None:
-        self._tokens = BearerTokens(tokens)
-
-    def check(self, authorization: str | None, client_host: str | None) -> str | None:
-        """None when allowed, else why not."""
-        if not self._tokens.enabled:
-            if _loopback(client_host):
-                return None
-            return "no VIGIL_API_TOKENS are set, so the alerting API answers only clients on this machine"
-        try:
-            self._tokens.verify(authorization)
-        except TokenRefused as exc:
-            return f"{exc}: send Authorization: Bearer <one of VIGIL_API_TOKENS>"
-        return None
-
-
-def _loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def rfc3339(seconds: float | None) -> str | None:
@@ -171,12 +142,17 @@ class SilenceIn(BaseModel):
     startsAt: str | None = None
     endsAt: str | None = None
     duration_s: float | None = Field(None, gt=0, le=MAX_SILENCE_S)
-    createdBy: str = Field(min_length=1, max_length=MAX_CREATED_BY)
+    createdBy: str | None = Field(None, min_length=1, max_length=MAX_CREATED_BY)  # default: who is asking
     comment: str = Field(min_length=1, max_length=MAX_COMMENT)
 
 
-def parse_silence(raw: bytes, now: float) -> tuple[tuple[tuple[str, str, str], ...], float, float, str, str]:
-    """A silence request → (matchers, starts_at, ends_at, created_by, comment); ApiError(400) says what is wrong."""
+def parse_silence(
+    raw: bytes, now: float, who: str = ""
+) -> tuple[tuple[tuple[str, str, str], ...], float, float, str, str]:
+    """A silence request → (matchers, starts_at, ends_at, created_by, comment); ApiError(400) says what is wrong.
+
+    `createdBy` defaults to `who`, the caller's name.
+    """
     try:
         body = SilenceIn.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
@@ -207,7 +183,10 @@ def parse_silence(raw: bytes, now: float) -> tuple[tuple[tuple[str, str, str], .
         raise ApiError(400, "endsAt is in the past: the silence would never apply")
     if ends - starts > MAX_SILENCE_S:
         raise ApiError(400, f"a silence lasts at most {MAX_SILENCE_S // 86400} days")
-    return tuple(matchers), starts, ends, body.createdBy, body.comment
+    created_by = body.createdBy or who
+    if not created_by:
+        raise ApiError(400, "createdBy: required")
+    return tuple(matchers), starts, ends, created_by, body.comment
 
 
 def _matches_empty(op: str, value: str) -> bool:
@@ -219,20 +198,19 @@ def _matches_empty(op: str, value: str) -> bool:
     return hit if op == "=~" else not hit
 
 
-def authorize(request: Request, alerting: Alerting = Depends(get_alerting)) -> Alerting:  # noqa: B008
-    why = alerting.authorized(request.headers.get("authorization"), request.client.host if request.client else None)
-    if why is not None:
-        raise ApiError(401, why)
-    return alerting
-
-
 router = APIRouter(prefix="/api/v1", tags=["alerting"])
-Authorized = Depends(authorize)
+Bound = Depends(get_alerting)
+Reader = Depends(require(Role.VIEWER))
+Operator = Depends(require(Role.OPERATOR, write=True))
 
 
 @router.get("/alerts", summary="Alerts held (pending, firing), and with history=1 the newest transitions")
 def list_alerts(
-    state: str | None = None, history: bool = False, limit: int = 100, alerting: Alerting = Authorized
+    state: str | None = None,
+    history: bool = False,
+    limit: int = 100,
+    alerting: Alerting = Bound,
+    who: Principal = Reader,
 ) -> dict[str, Any]:
     if state not in (None, AlertState.FIRING, AlertState.PENDING):
         raise ApiError(400, f"state: {state!r}; use firing or pending")
@@ -250,7 +228,7 @@ def list_alerts(
 
 
 @router.get("/rules", summary="Rule groups, each rule's health, last error and last evaluation")
-def list_rules(alerting: Alerting = Authorized) -> dict[str, Any]:
+def list_rules(alerting: Alerting = Bound, who: Principal = Reader) -> dict[str, Any]:
     groups = []
     for group, statuses in alerting.evaluator.statuses():
         rules = []
@@ -282,13 +260,15 @@ def _silences(alerting: Alerting) -> Any:
 
 
 @router.get("/silences", summary="Silences, Alertmanager v2 shape (expired ones with include_expired=1)")
-def list_silences(include_expired: bool = False, alerting: Alerting = Authorized) -> list[dict[str, Any]]:
+def list_silences(
+    include_expired: bool = False, alerting: Alerting = Bound, who: Principal = Reader
+) -> list[dict[str, Any]]:
     now = alerting.now()
     return [silence_json(s, now) for s in _silences(alerting).list(now, include_expired=include_expired)]
 
 
 @router.post("/silences", summary="Create a silence; answers its silenceID")
-async def create_silence(request: Request, alerting: Alerting = Authorized) -> JSONResponse:
+async def create_silence(request: Request, alerting: Alerting = Bound, who: Principal = Operator) -> JSONResponse:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, f"body over {MAX_BODY_BYTES} bytes")
@@ -298,13 +278,13 @@ async def create_silence(request: Request, alerting: Alerting = Authorized) -> J
         if len(raw) > MAX_BODY_BYTES:
             raise ApiError(413, f"body over {MAX_BODY_BYTES} bytes")
     now = alerting.now()
-    matchers, starts, ends, created_by, comment = parse_silence(raw, now)
+    matchers, starts, ends, created_by, comment = parse_silence(raw, now, who.name)
     silence = await run_in_threadpool(_silences(alerting).create, matchers, starts, ends, created_by, comment)
     return JSONResponse({"silenceID": silence.id})
 
 
 @router.delete("/silence/{silence_id}", summary="Expire a silence now")
-def expire_silence(silence_id: str, alerting: Alerting = Authorized) -> dict[str, Any]:
+def expire_silence(silence_id: str, alerting: Alerting = Bound, who: Principal = Operator) -> dict[str, Any]:
     if len(silence_id) > 128:
         raise ApiError(400, "silence id too long")
     if not _silences(alerting).expire(silence_id, alerting.now()):
@@ -313,7 +293,7 @@ def expire_silence(silence_id: str, alerting: Alerting = Authorized) -> dict[str
 
 
 @router.get("/slos", summary="Each SLO's error budget remaining and burn rate per window")
-def list_slos(alerting: Alerting = Authorized) -> dict[str, Any]:
+def list_slos(alerting: Alerting = Bound, who: Principal = Reader) -> dict[str, Any]:
     try:
         return {"slos": alerting.slo_statuses(alerting.now())}
     except Exception as exc:

@@ -18,7 +18,7 @@ from alerting.source import parse_duration
 from vigil.errors import CliError
 
 NAME = "alerting"
-TOKEN_ENV = "VIGIL_API_TOKEN"  # the bearer token of the API (one of the server's VIGIL_API_TOKENS)
+TOKEN_ENV = "VIGIL_API_TOKEN"  # a bearer token of the API: one an admin made at /admin, or one of VIGIL_API_TOKENS
 _SILENCE_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_.\-/]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
 
 
@@ -110,7 +110,12 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach Vigil at {client.base_url}: {exc}; is `vigil up` running? (--url)") from None
     if response.status_code == 401:
-        raise CliError(f"401 from {client.base_url}: set {TOKEN_ENV} to one of the server's VIGIL_API_TOKENS")
+        raise CliError(
+            f"401 from {client.base_url}: set {TOKEN_ENV} to an API token (an admin makes one at /admin) "
+            "or to one of the server's VIGIL_API_TOKENS"
+        )
+    if response.status_code == 403:
+        raise CliError(f"403 from {method} {path}: {TOKEN_ENV}'s token lacks the role (silences need operator)")
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)

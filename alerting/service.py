@@ -102,7 +102,6 @@ class AlertingService:
         self.evaluator = Evaluator(
             rules, ctx.store, self.schema, self.notifier, ctx.registry, self.alert_store, self._clock, query
         )
-        self._tokens = api.TokenCheck(ctx.settings.api_tokens)
         self._slo_cache: tuple[float, list[dict[str, Any]]] | None = None
         self._slo_lock = threading.Lock()
         self._started = False
@@ -144,9 +143,6 @@ class AlertingService:
         return ok, details
 
     # -- what the API asks (api.Alerting) ------------------------------------------------------
-
-    def authorized(self, authorization: str | None, client_host: str | None) -> str | None:
-        return self._tokens.check(authorization, client_host)
 
     def silence_store(self) -> Any:
         return self.notifier.silences

@@ -16,6 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import vigil
 from alerting.service import AlertingService
@@ -26,6 +27,45 @@ from vigil.health import ChildState, HealthMonitor
 from vigil.kernel import RunPlan, Service, ServiceContext, ServiceFactory
 from vigil.settings import Settings
 from vigil.store import Store
+
+# Sent with every answer. No inline script or style anywhere: pages load /static files only.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        b"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+class SecurityHeaders:
+    """Adds `SECURITY_HEADERS` to every HTTP answer, unless a route set its own.
+
+    Plain ASGI rather than BaseHTTPMiddleware: that one runs each request in a task of its own,
+    which breaks the collector's streamed body reads and their cancellation at shutdown.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend((name, value) for name, value in SECURITY_HEADERS if name not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
 
 # The in-process services of `vigil up`, in start order (closed in reverse), as FEATURES lists children.
 SERVICES: tuple[ServiceFactory, ...] = (CollectorService, AlertingService, DashboardService)
@@ -69,7 +109,9 @@ def create_app(
             for service in reversed(started):
                 await run_in_threadpool(service.close, max(0.0, deadline - time.monotonic()))
 
-    app = FastAPI(title="Vigil", version=vigil.__version__, lifespan=lifespan)
+    # no /docs or /redoc of FastAPI's: they load Swagger from a CDN with an inline script (the dashboard serves /docs)
+    app = FastAPI(title="Vigil", version=vigil.__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders)
     app.state.registry = registry  # the HTTP server adds its connection metrics here
     for service in built:
         for router in service.routers:

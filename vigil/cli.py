@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import secrets
@@ -53,6 +54,36 @@ def _loopback_url(host: str, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host`; a name other than localhost counts as reachable."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings, allow_insecure: bool) -> None:
+    """Refuse to listen beyond loopback with ingest open to anyone, unless told to, loudly."""
+    if is_loopback(settings.host) or settings.ingest_tokens:
+        return
+    if not allow_insecure:
+        raise CliError(
+            f"--host {settings.host or '(all addresses)'} listens beyond this machine, and without "
+            "VIGIL_INGEST_TOKENS anyone who can reach it may write metrics to /v1/metrics: set VIGIL_INGEST_TOKENS "
+            "(comma-separated bearer tokens for the agents), or pass --allow-insecure to accept that"
+        )
+    event(
+        log,
+        "insecure_exposure",
+        level=logging.WARNING,
+        host=settings.host,
+        problem="VIGIL_INGEST_TOKENS unset: /v1/metrics accepts anyone who can reach this address",
+        overridden_by="--allow-insecure",
+    )
+
+
 def build_plan(args: argparse.Namespace, settings: Settings) -> RunPlan:
     """The one plan of this `vigil up`, from its flags and settings; bad flags end as a CliError naming them."""
     labels: dict[str, str] = {}
@@ -98,6 +129,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from vigil.serve import serve
 
     settings = load_settings(data=args.data, port=args.port, host=args.host)
+    check_exposure(settings, args.allow_insecure)
     if not settings.control_token:  # one per run, handed to the workload and the runbook engine
         settings = settings.model_copy(update={"control_token": secrets.token_urlsafe(24)})
     plan = build_plan(args, settings)
@@ -185,7 +217,9 @@ def cmd_settings(args: argparse.Namespace) -> int:
         sys.stdout.write(settings_tables())
         return 0
     settings = load_settings()
-    print(settings.model_dump_json(indent=2, exclude={"ingest_tokens", "control_token"}))
+    print(
+        settings.model_dump_json(indent=2, exclude={"ingest_tokens", "control_token", "api_tokens", "admin_password"})
+    )
     return 0
 
 
@@ -214,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--no-demo-traffic", action="store_true", help="do not send the workload gentle demo traffic (a few req/s)"
+    )
+    up.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="listen beyond loopback without VIGIL_INGEST_TOKENS (ingest open to anyone who reaches it); warns",
     )
     up.set_defaults(func=cmd_up)
 

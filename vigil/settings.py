@@ -10,7 +10,7 @@ import enum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -142,12 +142,22 @@ class Settings(BaseSettings):
     default_rules: bool = Field(True, description="Evaluate the default rule pack for GPU inference fleets.")
     api_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated bearer tokens for the alerting API (`/api/v1/...`). "
-        "Without any, the API answers loopback clients only.",
+        description="Comma-separated static bearer tokens for the API (`/api/v1/...`), each acting with the "
+        "admin role; for scripts prefer tokens an admin creates at `/admin` (stored hashed, revocable).",
     )
     alert_history_days: int = Field(90, ge=1, description="Days alert transitions (and forgotten alerts) are kept.")
 
     # --- dashboard and auth (dashboard/) ---
+    admin_password: SecretStr = Field(
+        SecretStr(""),
+        description="Password of the `admin` user, set at each start. Empty: one is generated at first start, "
+        "printed once to stderr and stored only as an argon2id hash. Never printed by `vigil settings`.",
+    )
+    session_hours: float = Field(12.0, gt=0, le=24 * 90, description="Hours a login lasts.")
+    login_max_failures: int = Field(
+        10, ge=1, description="Failed logins per client address, and per user name, within the window; then 429."
+    )
+    login_window_s: float = Field(900.0, gt=0, description="The window of `VIGIL_LOGIN_MAX_FAILURES`, in seconds.")
 
     # --- history (utilization API, `vigil query`, backfill) ---
 
@@ -158,6 +168,13 @@ class Settings(BaseSettings):
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("admin_password")
+    @classmethod
+    def _admin_password_length(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < 12:
+            raise ValueError("at least 12 characters (or unset, to have one generated)")
         return value
 
     @property
@@ -180,6 +197,8 @@ def settings_markdown(cls: type[BaseSettings] = Settings) -> str:
             computed = default not in ([], {})
         else:
             default = field.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
         if isinstance(default, enum.Enum):
             default = default.value
         if isinstance(default, (list, tuple)):

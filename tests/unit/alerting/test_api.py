@@ -1,4 +1,4 @@
-"""The alerting API through FastAPI's test client: shapes, tokens, loopback-only without tokens, input checks."""
+"""The alerting API through FastAPI's test client: shapes, roles (viewers read, operators silence), input checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from prometheus_client import CollectorRegistry
 
 from alerting import api
@@ -15,13 +15,15 @@ from alerting.evaluator import Evaluator
 from alerting.model import Silence
 from alerting.state import Transition
 from tests.unit.alerting.fakes import ERRORS, FakeQuery, FakeRule, RecordingNotifier
+from vigil.access import Principal, Role, authenticate, csrf_checker
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 NOW = 1_750_000_000.0
-TOKEN = "s3cret-token"
+OPERATOR = Principal("oncall", Role.OPERATOR, "token")
+CSRF = "the-session-token"
 
 
 class FakeSilences:
@@ -46,7 +48,7 @@ class FakeSilences:
 
 
 class FakeAlerting:
-    def __init__(self, tokens: list[str]) -> None:
+    def __init__(self) -> None:
         query = FakeQuery()
         query.set(ERRORS, a=0.9, b=float("inf"))
         self.evaluator = Evaluator(
@@ -58,11 +60,7 @@ class FakeAlerting:
             query=query,
         )
         self.evaluator.evaluate_group("g", now=NOW)
-        self.tokens = api.TokenCheck(tokens)
         self.silences = FakeSilences()
-
-    def authorized(self, authorization: str | None, client_host: str | None) -> str | None:
-        return self.tokens.check(authorization, client_host)
 
     def silence_store(self) -> FakeSilences:
         return self.silences
@@ -77,17 +75,24 @@ class FakeAlerting:
         return NOW
 
 
-def client(tokens: list[str], host: str = "127.0.0.1", auth: str | None = TOKEN) -> tuple[TestClient, FakeAlerting]:
-    alerting = FakeAlerting(tokens)
+async def check_csrf(request: Request) -> None:
+    if request.headers.get("x-csrf-token") != CSRF:
+        raise HTTPException(403, "CSRF token missing or wrong")
+
+
+def client(who: Principal | None = OPERATOR) -> tuple[TestClient, FakeAlerting]:
+    """The API as `who` (None: anonymous), with the dashboard's auth stood in for by a fixed principal."""
+    alerting = FakeAlerting()
     app = FastAPI()
     app.include_router(api.router)
     app.dependency_overrides[api.get_alerting] = lambda: alerting
-    headers = {"Authorization": f"Bearer {auth}"} if auth else {}
-    return TestClient(app, client=(host, 5000), headers=headers), alerting
+    app.dependency_overrides[authenticate] = lambda: who
+    app.dependency_overrides[csrf_checker] = lambda: check_csrf
+    return TestClient(app), alerting
 
 
 def test_alerts_shape_and_filter() -> None:
-    c, _ = client([TOKEN])
+    c, _ = client()
     body = c.get("/api/v1/alerts").json()
     by = {(a["labels"]["alertname"], a["labels"]["host"]): a for a in body["alerts"]}
     assert set(by) == {("HighErrors", "a"), ("HighErrors", "b"), ("Slow", "a"), ("Slow", "b")}
@@ -103,7 +108,7 @@ def test_alerts_shape_and_filter() -> None:
 
 
 def test_rules_shape() -> None:
-    c, _ = client([TOKEN])
+    c, _ = client()
     (group,) = c.get("/api/v1/rules").json()["groups"]
     assert (group["name"], group["interval_s"]) == ("g", 2.0)
     rule = group["rules"][0]
@@ -117,27 +122,47 @@ def test_rules_shape() -> None:
     assert rule["lastEvaluation"] == "2025-06-15T15:06:40.000Z"
 
 
+READS = ("/api/v1/alerts", "/api/v1/rules", "/api/v1/silences", "/api/v1/slos")
+
+
 @pytest.mark.parametrize(
-    ("tokens", "host", "auth", "status"),
+    ("who", "read", "write"),
     [
-        ([TOKEN], "127.0.0.1", TOKEN, 200),
-        ([TOKEN], "127.0.0.1", None, 401),  # tokens set: loopback needs one too
-        ([TOKEN], "10.0.0.5", "wrong", 401),
-        (["other", TOKEN], "10.0.0.5", TOKEN, 200),
-        ([], "127.0.0.1", None, 200),  # no tokens: loopback only
-        ([], "::1", None, 200),
-        ([], "10.0.0.5", None, 401),
-        ([], "10.0.0.5", "anything", 401),
+        (None, 401, 401),
+        (Principal("v", Role.VIEWER, "token"), 200, 403),
+        (Principal("o", Role.OPERATOR, "token"), 200, 400),  # allowed: 400 is the empty body's
+        (Principal("a", Role.ADMIN, "token"), 200, 400),
     ],
 )
-def test_tokens_and_loopback(tokens: list[str], host: str, auth: str | None, status: int) -> None:
-    c, _ = client(tokens, host, auth)
-    for path in ("/api/v1/alerts", "/api/v1/rules", "/api/v1/silences", "/api/v1/slos"):
+def test_viewers_read_operators_silence(who: Principal | None, read: int, write: int) -> None:
+    c, _ = client(who)
+    for path in READS:
         r = c.get(path)
-        assert r.status_code == status, path
-        if status == 401:
+        assert r.status_code == read, path
+        if read == 401:
             assert r.json()["detail"] and r.headers["www-authenticate"] == "Bearer"
-    assert c.post("/api/v1/silences", json={}).status_code == (401 if status == 401 else 400)
+    assert c.post("/api/v1/silences", json={}).status_code == write
+    assert c.delete("/api/v1/silence/s1").status_code == (404 if write == 400 else write)
+
+
+def test_a_login_session_needs_the_csrf_token_to_silence() -> None:
+    c, alerting = client(Principal("ana", Role.OPERATOR, "session"))
+    assert c.get("/api/v1/silences").status_code == 200  # reads need no token
+    assert c.post("/api/v1/silences", json=silence()).status_code == 403
+    assert alerting.silences.items == {}
+    r = c.post("/api/v1/silences", json=silence(), headers={"X-CSRF-Token": CSRF})
+    assert r.status_code == 200
+    sid = r.json()["silenceID"]
+    assert c.delete(f"/api/v1/silence/{sid}").status_code == 403
+    assert c.delete(f"/api/v1/silence/{sid}", headers={"X-CSRF-Token": CSRF}).status_code == 200
+
+
+def test_created_by_defaults_to_the_caller() -> None:
+    c, alerting = client(OPERATOR)
+    body = {k: v for k, v in silence().items() if k != "createdBy"}
+    assert c.post("/api/v1/silences", json=body).status_code == 200
+    (s,) = alerting.silences.items.values()
+    assert s.created_by == "oncall"
 
 
 def silence(**over: Any) -> dict[str, Any]:
@@ -151,7 +176,7 @@ def silence(**over: Any) -> dict[str, Any]:
 
 
 def test_silence_create_list_expire() -> None:
-    c, _ = client([TOKEN])
+    c, _ = client()
     r = c.post("/api/v1/silences", json=silence(matchers=[{"name": "host", "value": "a|b", "isRegex": True}]))
     assert r.status_code == 200
     sid = r.json()["silenceID"]
@@ -185,7 +210,7 @@ def test_silence_create_list_expire() -> None:
     ],
 )
 def test_silence_input_is_checked(body: dict[str, Any], says: str) -> None:
-    c, alerting = client([TOKEN])
+    c, alerting = client()
     r = c.post("/api/v1/silences", json={k: v for k, v in body.items() if v is not None})
     assert r.status_code == 400, r.text
     assert says in r.json()["detail"]
@@ -193,14 +218,14 @@ def test_silence_input_is_checked(body: dict[str, Any], says: str) -> None:
 
 
 def test_silence_body_is_bounded_and_json() -> None:
-    c, _ = client([TOKEN])
+    c, _ = client()
     assert c.post("/api/v1/silences", content=b"{" * (api.MAX_BODY_BYTES + 1)).status_code == 413
     r = c.post("/api/v1/silences", content=b"not json")
     assert r.status_code == 400 and "not JSON" in r.json()["detail"]
 
 
 def test_slos() -> None:
-    c, _ = client([TOKEN])
+    c, _ = client()
     assert c.get("/api/v1/slos").json() == {
         "slos": [{"service": "llm", "slo": "availability", "error_budget_remaining": 0.5}]
     }
