@@ -137,8 +137,10 @@ def silence_body(matchers: list[str], choice: str, custom: str, comment: str, cr
 
 def silence_row(silence: Mapping[str, Any]) -> dict[str, Any]:
     ops = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
+    silence_id = str(silence.get("id", ""))
     return {
-        "id": silence.get("id", ""),
+        "id": silence_id,
+        "expire_url": f"/alerts/silences/{quote(silence_id, safe='')}/expire",
         "matchers": [
             f'{m["name"]}{ops[(bool(m.get("isRegex")), bool(m.get("isEqual", True)))]}"{m["value"]}"'
             for m in silence.get("matchers", [])

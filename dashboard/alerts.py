@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.alert_format import (
@@ -112,7 +112,7 @@ async def silence_from_page(
     who: Principal = Operator,
     view: AlertsView | None = View,
     ctx: ServiceContext = Context,
-) -> HTMLResponse | RedirectResponse:
+) -> Response:
     alerting = _required_view(view)
     form = await request.form()
     try:
@@ -137,7 +137,7 @@ async def expire_from_page(
     who: Principal = Operator,
     view: AlertsView | None = View,
     ctx: ServiceContext = Context,
-) -> HTMLResponse | RedirectResponse:
+) -> Response:
     alerting = _required_view(view)
     try:
         await run_in_threadpool(alerting.expire_silence, silence_id)
