@@ -176,7 +176,7 @@ def _find_slo(view: AlertsView, name: str) -> dict[str, Any]:
 
 
 @router.get(
-    "/api/v1/slos/{name}/budget",
+    "/api/v1/slos/{name:path}/budget",
     tags=["alerting"],
     summary="One SLO's error budget remaining (percent) over time, for the budget-burn chart",
 )
