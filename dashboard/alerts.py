@@ -38,6 +38,7 @@ from vigil.views import AlertsView, ViewError, alerts_view
 log = logging.getLogger(__name__)
 
 HISTORY_SHOWN = 50
+ALERTS_SHOWN = 500  # an alert storm on a thousand GPUs must not make a page of megabytes; the API lists all
 CHART_POINTS = 120  # a budget-burn chart's default resolution; the view refuses past its own bound
 MAX_RANGE_S = 400 * 86400
 NOTICES = {"silenced": "Silence created.", "expired": "Silence expired."}  # fixed: a link cannot inject text
@@ -70,6 +71,7 @@ def _alerts_page(
         "error": error,
         "notice": notice,
         "alerts": [],
+        "alerts_total": 0,
         "silences": [],
         "history": [],
         "unavailable": [],
@@ -77,7 +79,7 @@ def _alerts_page(
     if view is not None:
         alerts = [alert_row(a, now) for a in view.alerts()]
         alerts.sort(key=lambda a: a["state"] != "firing")  # firing first; stable, so oldest first within
-        page["alerts"] = alerts
+        page["alerts"], page["alerts_total"] = alerts[:ALERTS_SHOWN], len(alerts)
         try:
             page["silences"] = [silence_row(s) for s in view.silences()]
         except ViewError as exc:

@@ -20,6 +20,7 @@ from fastapi import FastAPI, HTTPException, Request
 from markupsafe import escape
 
 from alerting.service import AlertingService
+from dashboard import alerts as dashboard_alerts
 from dashboard.service import DashboardService
 from vigil.access import Principal, Role, authenticate, csrf_checker
 from vigil.app import create_app
@@ -346,3 +347,11 @@ def test_without_alerting_both_pages_say_so(store: Store, tmp_path: Path) -> Non
             assert r.status_code == 200 and "Alerting not configured" in r.text
         assert client.get("/api/v1/slos/x/budget").status_code == 404
         assert client.post("/alerts/silence", data=silence_form()).status_code == 404
+
+
+def test_an_alert_storm_is_cut_to_a_bounded_page(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, caller = served
+    as_(caller, Role.VIEWER)
+    monkeypatch.setattr(dashboard_alerts, "ALERTS_SHOWN", 0)
+    body = client.get("/alerts").text
+    assert '<tr class="alert' not in body and "0 are shown, firing first and oldest first" in body
