@@ -8,29 +8,29 @@ declared through `vigil.access.require`: viewers read, operators create and expi
 from __future__ import annotations
 
 import json
-import math
-import re
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from alerting.evaluator import Evaluator
-from alerting.matchers import MatcherError, compile_pattern
-from alerting.model import Alert, AlertState, Silence
+from alerting.model import AlertState
+from alerting.notify.silence import SilenceError
+from alerting.shapes import (
+    InvalidSilence,
+    SilenceRequest,
+    alert_json,
+    rfc3339,
+    silence_json,
+    silence_request,
+    transition_json,
+)
 from alerting.state import Transition
 from vigil.access import Principal, Role, require
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_MATCHERS = 64
-MAX_COMMENT = 4096
-MAX_CREATED_BY = 256
-MAX_SILENCE_S = 366 * 86400  # a year: a longer mute is a rule to delete, not a silence
 MAX_HISTORY = 1000
-_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
 
 
 class ApiError(HTTPException):
@@ -60,142 +60,21 @@ def get_alerting() -> Alerting:
     raise RuntimeError("no alerting bound: mount this router through alerting.service.AlertingService")
 
 
-def rfc3339(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_time(value: str, name: str) -> float:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"{name}: {value!r} is not an RFC 3339 time such as 2025-01-31T12:00:00Z") from None
-    if parsed.tzinfo is None:
-        raise ApiError(400, f"{name}: give a time zone (Z or +hh:mm)")
-    return parsed.timestamp()
-
-
-def json_value(value: float) -> float | str:
-    """JSON has no infinities or NaN: those are sent as Prometheus prints them."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
-
-
-def alert_json(alert: Alert) -> dict[str, Any]:
-    return {
-        "fingerprint": alert.fingerprint,
-        "labels": alert.labels,
-        "annotations": alert.annotations,
-        "state": str(alert.state),
-        "value": json_value(alert.value),
-        "activeAt": rfc3339(alert.active_at),
-        "firedAt": rfc3339(alert.fired_at),
-        "resolvedAt": rfc3339(alert.resolved_at),
-        "runbook": alert.runbook,
-    }
-
-
-def transition_json(t: Transition) -> dict[str, Any]:
-    return {
-        "at": rfc3339(t.at),
-        "fingerprint": t.fingerprint,
-        "rule": t.rule,
-        "labels": t.labels,
-        "from": t.from_state,
-        "to": t.to_state,
-        "value": json_value(t.value),
-    }
-
-
-_OPS = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
-
-
-def silence_json(s: Silence, now: float) -> dict[str, Any]:
-    state = "active" if s.active(now) else ("pending" if now < s.starts_at else "expired")
-    inverse = {op: key for key, op in _OPS.items()}
-    return {
-        "id": s.id,
-        "matchers": [
-            {"name": n, "value": v, "isRegex": inverse[op][0], "isEqual": inverse[op][1]} for n, op, v in s.matchers
-        ],
-        "startsAt": rfc3339(s.starts_at),
-        "endsAt": rfc3339(s.ends_at),
-        "createdBy": s.created_by,
-        "comment": s.comment,
-        "status": {"state": state},
-    }
-
-
-class MatcherIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=256)
-    value: str = Field(max_length=1024)
-    isRegex: bool = False
-    isEqual: bool = True
-
-
-class SilenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    matchers: list[MatcherIn] = Field(min_length=1, max_length=MAX_MATCHERS)
-    startsAt: str | None = None
-    endsAt: str | None = None
-    duration_s: float | None = Field(None, gt=0, le=MAX_SILENCE_S)
-    createdBy: str | None = Field(None, min_length=1, max_length=MAX_CREATED_BY)  # default: who is asking
-    comment: str = Field(min_length=1, max_length=MAX_COMMENT)
-
-
-def parse_silence(
-    raw: bytes, now: float, who: str = ""
-) -> tuple[tuple[tuple[str, str, str], ...], float, float, str, str]:
-    """A silence request → (matchers, starts_at, ends_at, created_by, comment); ApiError(400) says what is wrong.
+def parse_silence(raw: bytes, now: float, who: str = "") -> SilenceRequest:
+    """A silence request body → the checked request; ApiError(400) says what is wrong.
 
     `createdBy` defaults to `who`, the caller's name.
     """
     try:
-        body = SilenceIn.model_validate(json.loads(raw))
+        body = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"body: not JSON ({exc.msg} at position {exc.pos})") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ApiError(400, f"{where}: {first['msg']}") from None
-    matchers = []
-    for i, m in enumerate(body.matchers):
-        if not _LABEL.match(m.name):
-            raise ApiError(400, f"matchers.{i}.name: {m.name!r} is not a label name")
-        if m.isRegex:
-            try:
-                compile_pattern(m.value)
-            except MatcherError as exc:
-                raise ApiError(400, f"matchers.{i}.value: {exc}") from None
-        matchers.append((m.name, _OPS[(m.isRegex, m.isEqual)], m.value))
-    if all(_matches_empty(op, value) for _, op, value in matchers):
-        raise ApiError(400, "matchers: at least one must not match the empty string, or the silence mutes everything")
-    starts = _parse_time(body.startsAt, "startsAt") if body.startsAt else now
-    if (body.endsAt is None) == (body.duration_s is None):
-        raise ApiError(400, "give exactly one of endsAt and duration_s")
-    ends = _parse_time(body.endsAt, "endsAt") if body.endsAt else starts + float(body.duration_s or 0)
-    if ends <= starts:
-        raise ApiError(400, "endsAt must be after startsAt")
-    if ends <= now:
-        raise ApiError(400, "endsAt is in the past: the silence would never apply")
-    if ends - starts > MAX_SILENCE_S:
-        raise ApiError(400, f"a silence lasts at most {MAX_SILENCE_S // 86400} days")
-    created_by = body.createdBy or who
-    if not created_by:
-        raise ApiError(400, "createdBy: required")
-    return tuple(matchers), starts, ends, created_by, body.comment
-
-
-def _matches_empty(op: str, value: str) -> bool:
-    if op == "=":
-        return value == ""
-    if op == "!=":
-        return value != ""
-    hit = compile_pattern(value).fullmatch("") is not None
-    return hit if op == "=~" else not hit
+    if isinstance(body, dict) and who and body.get("createdBy") is None:
+        body["createdBy"] = who
+    try:
+        return silence_request(body, now)
+    except InvalidSilence as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 router = APIRouter(prefix="/api/v1", tags=["alerting"])
@@ -278,8 +157,14 @@ async def create_silence(request: Request, alerting: Alerting = Bound, who: Prin
         if len(raw) > MAX_BODY_BYTES:
             raise ApiError(413, f"body over {MAX_BODY_BYTES} bytes")
     now = alerting.now()
-    matchers, starts, ends, created_by, comment = parse_silence(raw, now, who.name)
-    silence = await run_in_threadpool(_silences(alerting).create, matchers, starts, ends, created_by, comment)
+    req = parse_silence(raw, now, who.name)
+    store = _silences(alerting)
+    try:
+        silence = await run_in_threadpool(
+            store.create, req.matchers, req.starts_at, req.ends_at, req.created_by, req.comment
+        )
+    except SilenceError as exc:  # the store's own limits (how many silences it holds)
+        raise ApiError(409, str(exc)) from None
     return JSONResponse({"silenceID": silence.id})
 
 

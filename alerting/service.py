@@ -19,12 +19,15 @@ from alerting.history import AlertStore
 from alerting.model import CompiledRule, Notifier
 from alerting.notify import Pipeline, build_notifier
 from alerting.rules import default_pack, load_rule_files, load_slos
+from alerting.shapes import json_value
 from alerting.slo import SloSpec
 from alerting.state import Transition
+from alerting.view import AlertingView
 from vigil.kernel import Health, ServiceContext
 from vigil.logs import event
 from vigil.store.schema import ALERTS, SchemaContext
 from vigil.store.window import window_values
+from vigil.views import alerts_view
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ def _load_notifier(ctx: ServiceContext, clock: Callable[[], float]) -> Pipeline:
 def _finite(value: Any) -> Any:
     """JSON-ready: a burn rate over an empty window may be infinite or NaN, which JSON cannot carry."""
     if isinstance(value, float):
-        return api.json_value(value)
+        return json_value(value)
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -105,8 +108,12 @@ class AlertingService:
         self._slo_cache: tuple[float, list[dict[str, Any]]] | None = None
         self._slo_lock = threading.Lock()
         self._started = False
+        self.view = AlertingView(self)
         self.routers: Sequence[APIRouter] = (api.router,)
-        self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {api.get_alerting: self._get}
+        self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {
+            api.get_alerting: self._get,
+            alerts_view: lambda: self.view,
+        }
 
     def _get(self) -> AlertingService:
         return self

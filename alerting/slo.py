@@ -125,6 +125,12 @@ class SloSpec:
         ratio = self.error_ratio(results, window_s)
         return None if ratio is None else ratio / self.budget
 
+    def budget_remaining(self, results: Mapping[WindowQuery, Sequence[WindowValue]]) -> float:
+        """The fraction of the period's error budget left (below 0 once overspent; 1 with no events),
+        from the answers to `queries(period_s)`."""
+        ratio = self.error_ratio(results, self.period_s)
+        return 1.0 if ratio is None else 1.0 - ratio / self.budget
+
     def status_queries(self, now: float) -> list[WindowQuery]:
         """Everything `budget_status` reads: each burn-rate window and the whole period."""
         windows = [*WINDOWS.values(), self.period_s]
@@ -147,8 +153,7 @@ def budget_status(
     spec: SloSpec, results_by_query: Mapping[WindowQuery, Sequence[WindowValue]], now: float
 ) -> SloStatus:
     """The SLO's status from the answers to `spec.status_queries(now)`."""
-    ratio = spec.error_ratio(results_by_query, spec.period_s)
-    remaining = 1.0 if ratio is None else 1.0 - ratio / spec.budget
+    remaining = spec.budget_remaining(results_by_query)
     burns = {key: spec.burn_rate(results_by_query, w) or 0.0 for key, w in WINDOWS.items()}
     return SloStatus(spec.service, spec.name, spec.objective, spec.period_s, remaining, burns)
 

@@ -224,6 +224,19 @@ def test_silence_body_is_bounded_and_json() -> None:
     assert r.status_code == 400 and "not JSON" in r.json()["detail"]
 
 
+def test_a_silence_the_store_refuses_is_a_409_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alerting.notify.silence import SilenceError
+
+    c, alerting = client()
+
+    def full(*args: Any) -> Silence:
+        raise SilenceError("10000 silences are held already; expire some first")
+
+    monkeypatch.setattr(alerting.silences, "create", full)
+    r = c.post("/api/v1/silences", json={k: v for k, v in silence().items() if v is not None})
+    assert r.status_code == 409 and "expire some first" in r.json()["detail"]
+
+
 def test_slos() -> None:
     c, _ = client()
     assert c.get("/api/v1/slos").json() == {
