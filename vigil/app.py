@@ -69,7 +69,7 @@ def create_app(
             for service in reversed(started):
                 await run_in_threadpool(service.close, max(0.0, deadline - time.monotonic()))
 
-    app = FastAPI(title="Vigil", version=vigil.__version__, lifespan=lifespan)
+    app = FastAPI(title="Vigil", version=vigil.__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.registry = registry  # the HTTP server adds its connection metrics here
     for service in built:
         for router in service.routers:
