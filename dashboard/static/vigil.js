@@ -177,7 +177,7 @@
       height: 220,
       series,
       bands,
-      axes: [{}, { values: (u, vals) => vals.map((v) => fmt(u, v)), size: 70 }],
+      axes: [{}, { values: (u, vals) => vals.map((v) => fmt(u, v)), size: 84 }],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       plugins: [marksPlugin(() => el._marks || [])],
