@@ -3,17 +3,31 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test install-check bench clean
+.PHONY: up test install-check bench clean assets
+
+# The dashboard's browser libraries (uPlot, htmx, Swagger UI) from npm at the versions web/package-lock.json
+# pins, copied into the package (dashboard/static/vendor/, gitignored; package-data, so a wheel needs no npm).
+VENDOR := dashboard/static/vendor
+VENDOR_FILES := uplot/dist/uPlot.iife.min.js uplot/dist/uPlot.min.css htmx.org/dist/htmx.min.js \
+	swagger-ui-dist/swagger-ui-bundle.js swagger-ui-dist/swagger-ui.css
+
+$(VENDOR)/.built: web/package.json web/package-lock.json
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund
+	mkdir -p $(VENDOR)
+	cd web/node_modules && cp $(VENDOR_FILES) ../../$(VENDOR)/
+	touch $@
+
+assets: $(VENDOR)/.built
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml $(VENDOR)/.built | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(VENDOR)/.built | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
@@ -34,4 +48,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) .vigil .pytest_cache .ruff_cache
+	rm -rf $(VENV) .vigil .pytest_cache .ruff_cache web/node_modules $(VENDOR)

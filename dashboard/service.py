@@ -49,6 +49,7 @@ class DashboardService:
         }
 
     def start(self) -> None:
+        pages.warn_missing_assets()
         self.auth.start()
 
     def close(self, timeout_s: float) -> None:
