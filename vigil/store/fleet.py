@@ -21,7 +21,7 @@ from typing import Any
 from vigil import names as n
 from vigil.store.client import Store
 from vigil.store.columns import SUM
-from vigil.store.read import GPU_MIG_UUID, MAX_ROWS, GpuLatest, _filter_sql, latest_per_gpu, run_limited
+from vigil.store.read import GPU_MIG_UUID, MAX_ROWS, GpuLatest, filter_sql, latest_per_gpu, run_limited
 
 FLEET_METRICS = (
     n.GPU_UP.name,
@@ -154,7 +154,7 @@ def xid_sql(start_ns: int, end_ns: int, filters: Mapping[str, str]) -> tuple[str
         "WHERE MetricName = {metric:String} AND mapContains(Attributes, {uuid_key:String})\n"
         "    AND TimeUnix >= fromUnixTimestamp64Nano({before:Int64})"
         " AND TimeUnix <= fromUnixTimestamp64Nano({end:Int64})"
-        f"{_filter_sql(filters, params)}\n"
+        f"{filter_sql(filters, params)}\n"
         "GROUP BY uuid, mig, xid\n"
         "HAVING countIf(TimeUnix >= fromUnixTimestamp64Nano({start:Int64})) > 0"
     )
@@ -270,7 +270,7 @@ def xid_events(
         "WHERE MetricName = {metric:String} AND mapContains(Attributes, {uuid_key:String})\n"
         "    AND TimeUnix >= fromUnixTimestamp64Nano({before:Int64})"
         " AND TimeUnix < fromUnixTimestamp64Nano({end:Int64})"
-        f"{_filter_sql(filters, params)}\n"
+        f"{filter_sql(filters, params)}\n"
         "ORDER BY uuid, mig, xid, host, t"
     )
     marks: list[Mark] = []
