@@ -162,6 +162,37 @@ class Settings(BaseSettings):
     # --- history (utilization API, `vigil query`, backfill) ---
 
     # --- runbooks ---
+    runbooks_dir: Path | None = Field(
+        None, description="Directory of runbook files (`*.yaml`, `*.yml`) loaded beside the shipped runbooks."
+    )
+    default_runbooks: bool = Field(True, description="Load the runbooks shipped for the default rule pack.")
+    runbook_max_active: int = Field(
+        32, ge=1, le=1024, description="Runs going at once (dry runs aside); past it a start answers 429."
+    )
+    runbook_auto_max_per_hour: int = Field(
+        6,
+        ge=0,
+        description="Fleet-wide circuit breaker: automatic runs (started by alerts) per hour; past it the breaker "
+        "opens and on-call is told. 0 turns automatic starts off.",
+    )
+    runbook_auto_min_interval_s: float = Field(
+        600.0, ge=0, description="Least time between two automatic runs of one runbook on one target."
+    )
+    runbook_kube_api_url: str = Field(
+        "",
+        description="Kubernetes API server for node actions (cordon, drain). Empty: node actions are refused.",
+    )
+    runbook_kube_token_file: Path | None = Field(
+        None, description="File holding the bearer token for `VIGIL_RUNBOOK_KUBE_API_URL`."
+    )
+    runbook_kube_ca_file: Path | None = Field(
+        None, description="CA bundle that signed the Kubernetes API server's certificate."
+    )
+    runbook_nvml_actions: bool = Field(
+        False,
+        description="Permit GPU power caps through NVML on this host (needs the rights to change power limits). "
+        "Off: such actions are refused.",
+    )
 
     @field_validator("ingest_tokens", "api_tokens", mode="before")
     @classmethod

@@ -511,3 +511,50 @@ SETTINGS index_granularity = 1024;
 CREATE TABLE IF NOT EXISTS vigil_notification_log ON CLUSTER `vigil` AS vigil_notification_log_local
 ENGINE = Distributed(`vigil`, currentDatabase(), vigil_notification_log_local, rand());
 
+-- 010 runbook_runs_and_events
+CREATE TABLE IF NOT EXISTS vigil_runbook_runs_local ON CLUSTER `vigil`
+(RunId String,
+    Seq UInt32,
+    At DateTime64(3, 'UTC'),
+    Runbook LowCardinality(String),
+    TargetKind LowCardinality(String),
+    Target String,
+    Params String,
+    DryRun UInt8,
+    StartedBy String,
+    Auto UInt8,
+    Origin String,
+    State LowCardinality(String),
+    Step Int32,
+    Reason String,
+    Actor String
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/vigil_runbook_runs_local', '{replica}')
+PARTITION BY toYYYYMM(At)
+ORDER BY (RunId, Seq)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS vigil_runbook_runs ON CLUSTER `vigil` AS vigil_runbook_runs_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_runbook_runs_local, rand());
+
+CREATE TABLE IF NOT EXISTS vigil_runbook_events_local ON CLUSTER `vigil`
+(RunId String,
+    Seq UInt32,
+    At DateTime64(3, 'UTC'),
+    StepIndex Int32,
+    StepName String,
+    StepKind LowCardinality(String),
+    Attempt UInt16,
+    Event LowCardinality(String),
+    Actor String,
+    Message String,
+    Output String CODEC(ZSTD(3))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/vigil_runbook_events_local', '{replica}')
+PARTITION BY toYYYYMM(At)
+ORDER BY (RunId, Seq)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS vigil_runbook_events ON CLUSTER `vigil` AS vigil_runbook_events_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_runbook_events_local, rand());
+

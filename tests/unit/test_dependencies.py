@@ -102,7 +102,7 @@ def test_every_third_party_import_is_a_declared_runtime_dependency() -> None:
 
 def test_the_scan_reads_every_shipped_package() -> None:
     scanned = {p.relative_to(ROOT).parts[0] for p in package_files()}
-    assert scanned == {"vigil", "collector", "gpu_agent", "workload", "alerting", "dashboard"}
+    assert scanned == {"vigil", "collector", "gpu_agent", "workload", "alerting", "dashboard", "runbooks"}
     modules = {m for p in package_files() for m, _ in imported_modules(p.read_text())}
     # imports inside functions count: the workload's torch and the demo traffic's httpx are such
     assert {"httpx", "torch", "grpc"} <= modules

@@ -380,6 +380,58 @@ def m008_alert_state(ctx: SchemaContext) -> list[str]:
     ]
 
 
+RUNBOOK_RUNS, RUNBOOK_EVENTS = "vigil_runbook_runs", "vigil_runbook_events"
+
+
+def m010_runbook_audit(ctx: SchemaContext) -> list[str]:
+    """The runbook audit trail: each run's versions and each step's events (see `runbooks/audit.py`).
+
+    Append-only MergeTree, not ReplacingMergeTree: an audit trail keeps every version of a run, and
+    readers take the newest per run with argMax over Seq (right on a cluster, where FINAL is not).
+    No TTL: a run's first row (who, which parameters) must not expire before its last.
+    """
+    runs = """
+    RunId String,
+    Seq UInt32,
+    At DateTime64(3, 'UTC'),
+    Runbook LowCardinality(String),
+    TargetKind LowCardinality(String),
+    Target String,
+    Params String,
+    DryRun UInt8,
+    StartedBy String,
+    Auto UInt8,
+    Origin String,
+    State LowCardinality(String),
+    Step Int32,
+    Reason String,
+    Actor String"""
+    events = """
+    RunId String,
+    Seq UInt32,
+    At DateTime64(3, 'UTC'),
+    StepIndex Int32,
+    StepName String,
+    StepKind LowCardinality(String),
+    Attempt UInt16,
+    Event LowCardinality(String),
+    Actor String,
+    Message String,
+    Output String CODEC(ZSTD(3))"""
+    return [
+        *ctx.table(
+            RUNBOOK_RUNS, runs, partition_by="toYYYYMM(At)", order_by="RunId, Seq", settings="index_granularity = 1024"
+        ),
+        *ctx.table(
+            RUNBOOK_EVENTS,
+            events,
+            partition_by="toYYYYMM(At)",
+            order_by="RunId, Seq",
+            settings="index_granularity = 1024",
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -397,6 +449,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "histogram_rollups_1m_1h", m007_histogram_rollups),
     Migration(8, "alert_state_and_history", m008_alert_state),
     Migration(9, "notify_silences_and_log", m009_notify_state),
+    Migration(10, "runbook_runs_and_events", m010_runbook_audit),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.
