@@ -22,6 +22,7 @@ import vigil
 from alerting.service import AlertingService
 from collector.plugin import CollectorService
 from dashboard.service import DashboardService
+from runbooks.service import RunbooksService
 from vigil import lifecycle
 from vigil.health import ChildState, HealthMonitor
 from vigil.kernel import RunPlan, Service, ServiceContext, ServiceFactory
@@ -68,7 +69,7 @@ class SecurityHeaders:
 
 
 # The in-process services of `vigil up`, in start order (closed in reverse), as FEATURES lists children.
-SERVICES: tuple[ServiceFactory, ...] = (CollectorService, AlertingService, DashboardService)
+SERVICES: tuple[ServiceFactory, ...] = (CollectorService, AlertingService, DashboardService, RunbooksService)
 
 
 def create_app(

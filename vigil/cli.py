@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from alerting import cli as alerting_cli
 from gpu_agent import cli as agent_cli
+from runbooks import cli as runbook_cli
 from vigil import logs, tsv
 from vigil.errors import CliError
 from vigil.kernel import AgentPlan, Feature, RunPlan, WorkloadPlan, parse_label
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     for feature in FEATURES:
         feature.register(sub)
     alerting_cli.register(sub)  # a command only: alerting runs in vigil up's process, as a service
+    runbook_cli.register(sub)  # `vigil runbook check FILE`; the engine runs in vigil up's process, as a service
 
     st = sub.add_parser("settings", help="show the effective settings")
     st.add_argument("--markdown", action="store_true", help="print the settings table of the README")
