@@ -208,8 +208,8 @@ def incident_json(s: Summary) -> dict[str, Any]:
         "resolvedAt": rfc3339(s.resolved_at),
         "closedBy": s.closed_by,
         "groupLabels": s.group_labels,
-        "alerts": s.alerts,
-        "firing": s.firing,
+        "alertCount": s.alerts,
+        "firingCount": s.firing,
     }
 
 
