@@ -10,12 +10,13 @@ import pytest
 from alerting.config import RouteConfig
 from alerting.incident_store import Run, RunStep
 from alerting.incident_timeline import Scope, members_of, run_belongs, timeline
+from alerting.incident_tracker import Incidents
 from alerting.incidents import IncidentBook, IncidentEvent, Kind, route_grouping, worst
 from alerting.matchers import Matcher
 from alerting.model import Alert, AlertState, Silence
 from alerting.notify.route import Route
 from alerting.state import Transition
-from vigil.incident_view import IncidentResolved, UnknownIncident
+from vigil.incident_view import IncidentResolved, IncidentsUnavailable, UnknownIncident
 
 
 def alert(name: str = "HighErrors", host: str = "a", severity: str = "ticket", at: float = 100.0) -> Alert:
@@ -163,3 +164,41 @@ def test_a_run_outside_the_incidents_time_is_not_its_own() -> None:
     assert run_belongs(Run("r", "shed-load", "", "o", False, "", "running", 120), scope)
     assert not run_belongs(Run("r", "shed-load", "", "o", False, "", "running", 151), scope)
     assert run_belongs(Run("r", "other", "", "alert:HighErrors", True, "HighErrors", "running", 95), scope)
+
+
+def test_a_child_route_groups_its_alerts_by_its_own_labels() -> None:
+    child = RouteConfig(matchers=(Matcher.parse('alertname="GpuLost"'),), group_by=("alertname", "host"))
+    grouping = route_grouping(Route.build(RouteConfig(group_by=("alertname",), routes=(child,))))
+    lost_a, lost_b = grouping({"alertname": "GpuLost", "host": "a"}), grouping({"alertname": "GpuLost", "host": "b"})
+    assert lost_a[0] != lost_b[0] and lost_a[1] == {"alertname": "GpuLost", "host": "a"}
+    assert grouping({"alertname": "Hot", "host": "a"})[0] == grouping({"alertname": "Hot", "host": "b"})[0]
+
+
+class FlakyStore:
+    """Takes inserts into a list, or refuses them all while `down`."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.rows: list[tuple[object, ...]] = []
+
+    def insert_columns(self, table: str, columns: list[list[object]], names: list[str]) -> None:
+        if self.down:
+            raise ConnectionError("store unreachable")
+        self.rows.extend(zip(*columns, strict=True))
+
+
+def test_events_the_store_refused_go_with_the_next_write_and_a_refused_note_is_not_kept() -> None:
+    store = FlakyStore()
+    incidents = Incidents(store, route_grouping(None), lambda: 300.0)  # type: ignore[arg-type]
+    store.down = True
+    incidents.observe([alert()], 100)  # never raises into the evaluator
+    assert incidents.store.held == 2 and incidents.trouble() == {"unwritten_events": 2}
+    (incident,) = incidents.book.open_incidents()
+    with pytest.raises(IncidentsUnavailable):
+        incidents.add_note(incident.id, "olga", "looking")
+    with pytest.raises(IncidentsUnavailable):
+        incidents.close(incident.id, "olga")
+    assert incidents.store.held == 2 and incidents.book.open_incidents() == [incident]  # nothing changed
+    store.down = False
+    incidents.store.flush()
+    assert [r[3] for r in store.rows] == ["opened", "alert"] and incidents.trouble() == {}
