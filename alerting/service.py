@@ -12,17 +12,20 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter
 
-from alerting import api
+from alerting import api, incidents_api
 from alerting.config import load_config
 from alerting.evaluator import Evaluator, QueryFn
 from alerting.history import AlertStore
-from alerting.model import CompiledRule, Notifier
+from alerting.incident_tracker import Incidents, Observed
+from alerting.incidents import route_grouping
+from alerting.model import AlertState, CompiledRule, Notifier
 from alerting.notify import Pipeline, build_notifier
 from alerting.rules import default_pack, load_rule_files, load_slos
 from alerting.shapes import json_value
 from alerting.slo import SloSpec
 from alerting.state import Transition
 from alerting.view import AlertingView
+from vigil.incident_view import incidents_view
 from vigil.kernel import Health, ServiceContext
 from vigil.logs import event
 from vigil.store.schema import ALERTS, SchemaContext
@@ -102,16 +105,25 @@ class AlertingService:
         self.notifier: NotifierService = notifier if notifier is not None else _load_notifier(ctx, self._clock)
         self.schema = SchemaContext.from_settings(ctx.settings)
         self.alert_store = AlertStore(ctx.store, self._clock)
+        silences = getattr(self.notifier, "silences", None)
+        self.incidents = Incidents(
+            ctx.store,
+            route_grouping(getattr(self.notifier, "route", None)),  # incidents group as the pages do
+            self._clock,
+            (lambda: silences.list(self._clock(), include_expired=True)) if silences is not None else list,
+        )
+        observed = Observed(self.notifier, self.incidents)
         self.evaluator = Evaluator(
-            rules, ctx.store, self.schema, self.notifier, ctx.registry, self.alert_store, self._clock, query
+            rules, ctx.store, self.schema, observed, ctx.registry, self.alert_store, self._clock, query
         )
         self._slo_cache: tuple[float, list[dict[str, Any]]] | None = None
         self._slo_lock = threading.Lock()
         self._started = False
         self.view = AlertingView(self)
-        self.routers: Sequence[APIRouter] = (api.router,)
+        self.routers: Sequence[APIRouter] = (api.router, incidents_api.router)
         self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {
             api.get_alerting: self._get,
+            incidents_view: lambda: self.incidents,
             alerts_view: lambda: self.view,
         }
 
@@ -128,6 +140,7 @@ class AlertingService:
         except Exception as exc:  # pruning is housekeeping: a failure waits for the next start
             event(log, "alert_prune_failed", error=str(exc), level=logging.WARNING)
         self.evaluator.restore()
+        self.incidents.restore(a.fingerprint for a in self.evaluator.alerts() if a.state == AlertState.FIRING)
         self.notifier.start()
         self.evaluator.start()
         self._started = True
@@ -146,6 +159,8 @@ class AlertingService:
         if stalled and len(stalled) == len(self.evaluator.groups):
             ok, details["stalled_groups"] = False, stalled
         notify_ok, details["notify"] = self.notifier.health()
+        if trouble := self.incidents.trouble():
+            details["incidents"] = trouble
         ok = ok and notify_ok
         return ok, details
 

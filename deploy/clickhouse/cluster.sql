@@ -558,3 +558,27 @@ SETTINGS index_granularity = 1024;
 CREATE TABLE IF NOT EXISTS vigil_runbook_events ON CLUSTER `vigil` AS vigil_runbook_events_local
 ENGINE = Distributed(`vigil`, currentDatabase(), vigil_runbook_events_local, rand());
 
+-- 011 incident_events
+CREATE TABLE IF NOT EXISTS vigil_incident_events_local ON CLUSTER `vigil`
+(IncidentId String,
+    Seq UInt64,
+    At DateTime64(3, 'UTC'),
+    Kind LowCardinality(String),
+    Actor String,
+    Text String,
+    Title String,
+    GroupKey String,
+    Labels Map(LowCardinality(String), String),
+    Fingerprint String,
+    Severity LowCardinality(String),
+    Runbook String,
+    ActiveAt DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/vigil_incident_events_local', '{replica}')
+PARTITION BY toYYYYMM(At)
+ORDER BY (IncidentId, Seq)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS vigil_incident_events ON CLUSTER `vigil` AS vigil_incident_events_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_incident_events_local, rand());
+

@@ -143,8 +143,8 @@ def test_cluster_rendering_is_replicated_distributed_on_cluster_and_parses(store
     local_tables = [s for s in creates if "_local ON CLUSTER" in s and "ENGINE = Replicated" in s]
     distributed = [s for s in creates if "ENGINE = Distributed(`gpu_fleet`" in s]
     assert (
-        len(local_tables) == len(distributed) == 17
-    )  # schema, 5 raw, 6 rollups, ledger, alerts, alert history, silences, nflog
+        len(local_tables) == len(distributed) == 20
+    )  # schema, 5 raw, 6 rollups, ledger, alerts, alert history, silences, nflog, incident events
     assert all("'/clickhouse/tables/{shard}/{database}/" in s and "'{replica}'" in s for s in local_tables)
     assert any("ReplicatedAggregatingMergeTree" in s for s in local_tables)
     views = [s for s in creates if "MATERIALIZED VIEW" in s]

@@ -432,6 +432,39 @@ def m010_runbook_audit(ctx: SchemaContext) -> list[str]:
     ]
 
 
+INCIDENT_EVENTS = "vigil_incident_events"
+
+
+def m011_incident_events(ctx: SchemaContext) -> list[str]:
+    """Incidents as append-only events (see `alerting/incident_store.py`); state is rebuilt by replaying them.
+
+    Kinds: opened (title, group key and labels), alert and alert_resolved (an alert joins or leaves:
+    its labels, fingerprint, severity, runbook, since when it held), note (author, text), closed (by
+    hand: who), resolved (its alerts resolved). No TTL: an open incident's first row must outlive its last.
+    """
+    body = f"""
+    IncidentId String,
+    Seq UInt64,
+    At DateTime64(3, 'UTC'),
+    Kind LowCardinality(String),
+    Actor String,
+    Text String,
+    Title String,
+    GroupKey String,
+    Labels {_MAP},
+    Fingerprint String,
+    Severity LowCardinality(String),
+    Runbook String,
+    ActiveAt DateTime64(3, 'UTC')"""
+    return ctx.table(
+        INCIDENT_EVENTS,
+        body,
+        partition_by="toYYYYMM(At)",
+        order_by="IncidentId, Seq",
+        settings="index_granularity = 1024",
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -450,6 +483,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "alert_state_and_history", m008_alert_state),
     Migration(9, "notify_silences_and_log", m009_notify_state),
     Migration(10, "runbook_runs_and_events", m010_runbook_audit),
+    Migration(11, "incident_events", m011_incident_events),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.
