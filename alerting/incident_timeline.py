@@ -16,16 +16,15 @@ Entries are in time order; at one instant an alert's transition comes before wha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from alerting.incident_store import Run, RunStep, Summary
 from alerting.incidents import IncidentEvent, Kind, Member, worst
 from alerting.matchers import Matcher, MatcherError
 from alerting.model import ALERTNAME, Silence
+from alerting.shapes import json_value, rfc3339
 from alerting.state import Transition
 
 _RANK = {
@@ -38,19 +37,6 @@ _RANK = {
     "closed": 5,
     "resolved": 5,
 }
-
-
-# The alerting API's time and value shapes (`alerting/api.py`), here so this module stays free of HTTP.
-def rfc3339(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def json_value(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 @dataclass(frozen=True)
