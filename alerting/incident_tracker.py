@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from alerting.incident_store import IncidentStore
 from alerting.incident_timeline import Scope, incident_json, member_json, members_of, rfc3339, timeline
@@ -198,18 +198,30 @@ def _check_id(incident_id: str) -> None:
         raise IncidentRequestError("id: an incident id is 1 to 64 letters, digits, - or _")
 
 
-class Observed:
-    """The evaluator's notifier: the pipeline, then the incidents (whose failure never stops a page)."""
+class Observer(Protocol):
+    def observe(self, alerts: Sequence[Alert], now: float) -> None: ...
 
-    def __init__(self, notifier: Notifier, incidents: Incidents) -> None:
+
+class Observed:
+    """The evaluator's notifier: the pipeline, then each observer (the incidents, the firing hooks),
+    whose failure never stops a page nor the next observer."""
+
+    def __init__(self, notifier: Notifier, *observers: Observer) -> None:
         self._notifier = notifier
-        self._incidents = incidents
+        self._observers = observers
 
     def notify(self, alerts: Sequence[Alert], now: float) -> None:
         try:
             self._notifier.notify(alerts, now)
         finally:
-            try:
-                self._incidents.observe(alerts, now)
-            except Exception as exc:  # a bug here must not cost the evaluator its round
-                event(log, "incidents_observe_failed", level=logging.ERROR, error=repr(exc))
+            for observer in self._observers:
+                try:
+                    observer.observe(alerts, now)
+                except Exception as exc:  # a bug here must not cost the evaluator its round
+                    event(
+                        log,
+                        "alert_observer_failed",
+                        level=logging.ERROR,
+                        observer=type(observer).__name__,
+                        error=repr(exc),
+                    )

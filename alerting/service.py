@@ -15,10 +15,11 @@ from fastapi import APIRouter
 from alerting import api, incidents_api
 from alerting.config import load_config
 from alerting.evaluator import Evaluator, QueryFn
+from alerting.firing import FiringHooks, FiringListener
 from alerting.history import AlertStore
 from alerting.incident_tracker import Incidents, Observed
 from alerting.incidents import route_grouping
-from alerting.model import AlertState, CompiledRule, Notifier
+from alerting.model import Alert, AlertState, CompiledRule, Notifier
 from alerting.notify import Pipeline, build_notifier
 from alerting.rules import default_pack, load_rule_files, load_slos
 from alerting.shapes import json_value
@@ -112,7 +113,8 @@ class AlertingService:
             self._clock,
             (lambda: silences.list(self._clock(), include_expired=True)) if silences is not None else list,
         )
-        observed = Observed(self.notifier, self.incidents)
+        self.firing = FiringHooks()  # the composition root adds the runbook engine's on_alert
+        observed = Observed(self.notifier, self.incidents, self.firing)
         self.evaluator = Evaluator(
             rules, ctx.store, self.schema, observed, ctx.registry, self.alert_store, self._clock, query
         )
@@ -129,6 +131,27 @@ class AlertingService:
 
     def _get(self) -> AlertingService:
         return self
+
+    def on_firing(self, listener: FiringListener) -> None:
+        """Call `listener(labels, annotations)` once each time an alert starts firing (a runbook's auto-start)."""
+        self.firing.add(listener)
+
+    def page(self, alertname: str, summary: str, labels: Mapping[str, str] | None = None) -> None:
+        """Send on-call an event that no rule evaluates (the runbook circuit breaker opening) through
+        the same pipeline as alerts: routes, silences, dedup and receivers apply."""
+        now = self._clock()
+        alert = Alert(
+            labels={"alertname": alertname, "severity": "page", **(labels or {})},
+            annotations={"summary": summary},
+            state=AlertState.FIRING,
+            value=1.0,
+            active_at=now,
+            fired_at=now,
+        )
+        try:
+            self.notifier.notify([alert], now)
+        except Exception as exc:
+            event(log, "alerting_page_failed", level=logging.ERROR, alertname=alertname, error=repr(exc))
 
     # -- kernel.Service ------------------------------------------------------------------------
 

@@ -131,7 +131,9 @@ class RunbooksService:
         if reason is not None:
             event(log, "runbook_auto_skipped", alert=alert, runbook=name, target=target, reason=reason)
             return None
-        origin = f"{alert} {labels.get('fingerprint', '')}".strip()
+        # the alert as Prometheus prints it: its name first (incidents match runs on it), then its labels
+        shown = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "alertname")
+        origin = f"{alert} {{{shown}}}"[:1024]
         try:
             run = self.engine.start(name, f"alert:{alert}", None, target, auto=True, origin=origin)
         except RunbookRequestError as exc:

@@ -72,6 +72,25 @@ class SecurityHeaders:
 SERVICES: tuple[ServiceFactory, ...] = (CollectorService, AlertingService, DashboardService, RunbooksService)
 
 
+def _connect(built: list[Service]) -> None:
+    """Hand services what they offer one another, as features never import each other: a firing
+    alert may start its runbook, and the runbooks' circuit breaker opening pages on-call."""
+    alerting = next((s for s in built if isinstance(s, AlertingService)), None)
+    runbooks = next((s for s in built if isinstance(s, RunbooksService)), None)
+    if alerting is None or runbooks is None:
+        return
+    alerting.on_firing(runbooks.on_alert)
+
+    def breaker_open(max_per_hour: int, at: float) -> None:
+        summary = (
+            f"Automatic runbook starts paused: more than {max_per_hour} in the last hour. "
+            "Runbooks still start by hand; look at what keeps firing."
+        )
+        alerting.page("RunbookAutoBreakerOpen", summary)
+
+    runbooks.on_breaker_open(breaker_open)
+
+
 def create_app(
     settings: Settings,
     store: Store,
@@ -88,6 +107,7 @@ def create_app(
     PlatformCollector(registry=registry)
     ctx = ServiceContext(settings=settings, store=store, registry=registry, plan=plan)
     built: list[Service] = [factory(ctx) for factory in services]
+    _connect(built)
     monitor = HealthMonitor(store.ping, built, children)
     ready = False
 
