@@ -1,4 +1,4 @@
-"""The pages SREs watch: the fleet, a GPU, a node, inference engines; the /runbooks placeholder and /docs.
+"""The pages SREs watch: the fleet, a GPU, a node, inference engines; and /docs.
 
 Server-rendered (Jinja2, autoescaped); charts are `.chart` divs that `static/vigil.js` draws with uPlot
 from the JSON API (the chart contract), and the fleet table refreshes itself through htmx. Without the
@@ -200,11 +200,6 @@ def inference_page(request: Request, ctx: ServiceContext = Context, who: Princip
         ranges=list(RANGES),
         charts=charts,
     )
-
-
-@router.get("/runbooks", response_class=HTMLResponse)
-def runbooks_page(request: Request, who: Principal = Viewer) -> HTMLResponse:
-    return render(request, "runbooks.html")
 
 
 @router.get("/docs", response_class=HTMLResponse)
