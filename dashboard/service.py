@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from dashboard import alerts, api, history, pages
+from dashboard import alerts, api, history, pages, runbooks
 from dashboard.auth import Auth
 from dashboard.context import service_context
 from dashboard.render import STATIC
@@ -39,6 +39,7 @@ class DashboardService:
             api.router,
             alerts.router,
             history.router,
+            runbooks.router,
             pages.router,
             _static(),
         )

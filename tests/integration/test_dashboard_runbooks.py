@@ -20,7 +20,6 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from markupsafe import escape
 
-from dashboard import runbooks as runbook_pages
 from dashboard.service import DashboardService
 from runbooks.loader import default_pack, load_file
 from runbooks.service import RunbooksService
@@ -115,11 +114,7 @@ def make_app(store: Store, data: Path, workload: WorkloadServer | None, services
         host="127.0.0.1", port=1, url="http://127.0.0.1:1", data=data,
         workload=WorkloadPlan(workload.port, workload.url, CONTROL) if workload else None,
     )  # fmt: skip
-    app = create_app(settings, store, plan, services=services)
-    # Until DashboardService lists this router among its own, mount it here (once either way).
-    if not any(getattr(r, "path", "") == "/runs/{run_id}" for r in app.routes):
-        app.include_router(runbook_pages.router)
-    return app
+    return create_app(settings, store, plan, services=services)
 
 
 @pytest.fixture(scope="module")
