@@ -46,6 +46,7 @@ class Coalesced:
         self._answers: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
         self._bytes = 0
         self._busy: dict[Hashable, threading.Event] = {}
+        self._drops = 0  # an answer read before a drop is not kept: it may predate the change
 
     def _fresh(self, key: Hashable) -> bytes | None:
         found = self._answers.get(key)
@@ -61,6 +62,7 @@ class Coalesced:
             other = self._busy.get(key)
             if other is None:
                 mine = self._busy[key] = threading.Event()
+            drops = self._drops
         if other is not None:
             if other.wait(self.wait_s):
                 with self._lock:
@@ -70,17 +72,27 @@ class Coalesced:
             return compute()  # the first one failed or is slow: answer on our own, keep nothing
         try:
             answer = compute()
-            self._keep(key, answer)
+            self._keep(key, answer, drops)
             return answer
         finally:
             with self._lock:
                 self._busy.pop(key, None)
             mine.set()
 
-    def _keep(self, key: Hashable, answer: bytes) -> None:
+    def drop(self, key: Hashable) -> None:
+        """Forget an answer that a change made here has outdated (a note, a close)."""
+        with self._lock:
+            self._drops += 1
+            old = self._answers.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[1])
+
+    def _keep(self, key: Hashable, answer: bytes, drops: int) -> None:
         if len(answer) > self.max_bytes:
             return
         with self._lock:
+            if drops != self._drops:
+                return
             old = self._answers.pop(key, None)
             if old is not None:
                 self._bytes -= len(old[1])

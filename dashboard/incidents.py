@@ -165,6 +165,10 @@ def _required(view: IncidentsView | None) -> IncidentsView:
 
 
 async def _form(request: Request) -> dict[str, str]:
+    """The form's fields, read within auth's bound (the CSRF check may have read it already)."""
+    parsed = getattr(request, "_form", None)  # Starlette's, where a check took the form through request.form()
+    if parsed is not None:
+        return {key: str(value) for key, value in parsed.items()}
     try:
         return await read_form(request)
     except AuthError as exc:  # not a form, or one over its bound: said as auth says it
@@ -188,6 +192,7 @@ async def note_from_page(
         return await run_in_threadpool(
             _incident_page, request, keeper, who, incident_id, _now(ctx), status=exc.status, error=str(exc), note=text
         )
+    MARKS.drop((id(keeper), incident_id))
     event(log, "incident_note_added", incident=incident_id, by=who.name, via="page", chars=len(text))
     return RedirectResponse(f"{f.incident_link(incident_id)}?done=noted", status_code=303)
 
@@ -208,6 +213,7 @@ async def close_from_page(
         return await run_in_threadpool(
             _incident_page, request, keeper, who, incident_id, _now(ctx), status=exc.status, error=str(exc)
         )
+    MARKS.drop((id(keeper), incident_id))
     return RedirectResponse(f"{f.incident_link(incident_id)}?done=closed", status_code=303)
 
 
