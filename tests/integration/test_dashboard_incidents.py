@@ -44,6 +44,7 @@ GPU = f"GPU-{RUN}"
 TOKEN = "tok-dashboard-incidents"
 CSRF = "csrf-" + RUN
 RUN_ID = f"run-{RUN}"
+ADMIN_PASSWORD = "incident pages " + RUN
 S = 10**9
 
 RULES = f"""
@@ -293,6 +294,46 @@ def test_an_operator_closes_it_by_hand_and_it_stays_closed(served: Any) -> None:
     assert f'data-id="{iid}"' in client.get("/incidents?status=resolved").text
     marks = client.get(f"/api/v1/incidents/{iid}/marks").json()["marks"]
     assert ("incident closed by operator-1", "incident") in [(m["label"], m["kind"]) for m in marks]
+
+
+def test_with_the_real_auth_a_logged_in_admin_notes_by_form_or_header_and_no_token_is_refused(
+    served: Any, store: Store, tmp_path: Path
+) -> None:
+    """The dashboard's own login and CSRF check (no bound caller); no rules here, so the incident is left as is."""
+    _, _, iid = served
+    data = tmp_path / "real-auth"
+    (data / "rules").mkdir(parents=True)
+    settings = Settings(data=data, rules_dir=data / "rules", default_rules=False, admin_password=ADMIN_PASSWORD)
+    plan = RunPlan(host="127.0.0.1", port=1, url="http://127.0.0.1:1", data=data)
+    app = create_app(settings, store, plan, services=(AlertingService, DashboardService))
+    if not any(getattr(r, "path", "") == "/incidents" for r in app.routes):
+        app.include_router(incidents.router)
+    with TestClient(app, follow_redirects=False, client=("127.0.0.1", 5000)) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert token
+        form = {"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token.group(1)}
+        assert client.post("/login", data=form).status_code == 303
+        page = client.get(f"/incidents/{iid}").text
+        csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
+        assert csrf and f'<input type="hidden" name="csrf_token" value="{csrf.group(1)}">' in page
+        path = f"/incidents/{iid}/notes"
+        assert client.post(path, data={"text": "by form", "csrf_token": csrf.group(1)}).status_code == 303
+        assert client.post(path, data={"text": "by header"}, headers={"X-CSRF-Token": csrf.group(1)}).status_code == 303
+        assert client.post(path, data={"text": "no token"}).status_code == 403
+        notes = [
+            (t, by)
+            for k, t, by in [(e["kind"], e["text"], e["actor"]) for e in timeline_of(client, iid)]
+            if k == "note"
+        ]
+        assert (
+            ("by form", "admin") in notes
+            and ("by header", "admin") in notes
+            and "no token" not in [t for t, _ in notes]
+        )
+
+
+def timeline_of(client: TestClient, iid: str) -> list[dict[str, Any]]:
+    return list(client.get(f"/api/v1/incidents/{iid}").json()["timeline"])
 
 
 def test_without_alerting_the_pages_say_so(store: Store, tmp_path: Path) -> None:
