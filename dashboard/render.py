@@ -27,6 +27,7 @@ NAV = (
     ("/", "Fleet"),
     ("/inference", "Inference"),
     ("/alerts", "Alerts"),
+    ("/incidents", "Incidents"),
     ("/slos", "SLOs"),
     ("/runbooks", "Runbooks"),
     ("/history", "History"),

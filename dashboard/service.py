@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from dashboard import alerts, api, history, pages, runbooks
+from dashboard import alerts, api, history, incidents, pages, runbooks
 from dashboard.auth import Auth
 from dashboard.context import service_context
 from dashboard.render import STATIC
@@ -40,6 +40,7 @@ class DashboardService:
             alerts.router,
             history.router,
             runbooks.router,
+            incidents.router,
             pages.router,
             _static(),
         )

@@ -143,7 +143,7 @@ def test_every_page_renders_clean_for_a_viewer_of_hostile_labels(
     page.fill("input[name=password]", PASSWORD)
     page.click("form[action='/login'] button[type=submit]")
     page.wait_for_url(f"{vigil.url}/")
-    for path in ("/inference", "/slos", "/runbooks", "/history", "/admin", "/docs"):
+    for path in ("/inference", "/incidents", "/slos", "/runbooks", "/history", "/admin", "/docs"):
         page.goto(f"{vigil.url}{path}")
         page.wait_for_load_state("networkidle")
         shot(page, output_dir, "page" + path.replace("/", "-"))

@@ -23,7 +23,6 @@ from fastapi import FastAPI, HTTPException, Request
 from markupsafe import escape
 
 from alerting.service import AlertingService
-from dashboard import incidents
 from dashboard.service import DashboardService
 from vigil.access import Principal, Role, authenticate, csrf_checker
 from vigil.app import create_app
@@ -94,10 +93,7 @@ def make_app(store: Store, data: Path, services: tuple[Any, ...]) -> FastAPI:
     (rules / "test.yaml").write_text(RULES)
     settings = Settings(data=data, rules_dir=rules, default_rules=False, api_tokens=[TOKEN])
     plan = RunPlan(host="127.0.0.1", port=1, url="http://127.0.0.1:1", data=data)
-    app = create_app(settings, store, plan, services=services)
-    if not any(getattr(r, "path", "") == "/incidents" for r in app.routes):  # until DashboardService routes it
-        app.include_router(incidents.router)
-    return app
+    return create_app(settings, store, plan, services=services)
 
 
 def insert_hot_gpu(store: Store) -> float:
@@ -306,8 +302,6 @@ def test_with_the_real_auth_a_logged_in_admin_notes_by_form_or_header_and_no_tok
     settings = Settings(data=data, rules_dir=data / "rules", default_rules=False, admin_password=ADMIN_PASSWORD)
     plan = RunPlan(host="127.0.0.1", port=1, url="http://127.0.0.1:1", data=data)
     app = create_app(settings, store, plan, services=(AlertingService, DashboardService))
-    if not any(getattr(r, "path", "") == "/incidents" for r in app.routes):
-        app.include_router(incidents.router)
     with TestClient(app, follow_redirects=False, client=("127.0.0.1", 5000)) as client:
         token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
         assert token
