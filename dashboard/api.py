@@ -25,13 +25,14 @@ from dashboard.params import (
     parse_step,
     parse_window,
 )
+from dashboard.series_read import KINDS, SeriesAsk, read_asked
 from vigil import names as n
 from vigil.access import Principal, Role, require
 from vigil.kernel import ServiceContext
 from vigil.store import StoreQueryError
 from vigil.store.fleet import FleetGpu, Mark, fleet, nodes, xid_events
 from vigil.store.plan import QueryRejected
-from vigil.store.read import AGGREGATES, SeriesQuery, read_series
+from vigil.store.read import AGGREGATES
 from vigil.store.schema import SchemaContext
 from vigil.views import AlertsView, alerts_view
 
@@ -117,7 +118,11 @@ def nodes_route(
     return {"nodes": [node.to_json() for node in found], "simulated": any(node.simulated for node in found)}
 
 
-@router.get("/series", summary="A gauge metric over a range, from raw rows or a rollup chosen by the range")
+@router.get(
+    "/series",
+    summary="A metric over a range per step: a gauge's aggregate, a counter's rate, a histogram's quantile or the"
+    " ratio of two counters' rates; from raw rows or a rollup chosen by the range",
+)
 def series(
     metric: str = Query(..., description="a catalogue name, e.g. gpu.utilization"),
     start: str | None = Query(None, description="unix seconds; default end - range"),
@@ -126,27 +131,32 @@ def series(
     step: str | None = Query(None, description="seconds; default about 360 points over the range"),
     filter: list[str] = Query([], description="KEY=VALUE, repeatable"),  # noqa: B008
     group_by: list[str] = Query([], description="attribute keys, repeatable or comma-separated"),  # noqa: B008
-    aggregate: str = Query("avg", description=f"one of {', '.join(AGGREGATES)}"),
+    kind: str = Query("gauge", description=f"one of {', '.join(KINDS)}"),
+    aggregate: str | None = Query(None, description=f"kind=gauge: one of {', '.join(AGGREGATES)} (default avg)"),
+    q: str | None = Query(None, description="kind=quantile: the quantile, in [0, 1]"),
+    ratio_to: str | None = Query(None, description="kind=ratio: the denominator's counter (default: metric)"),
+    ratio_filter: list[str] = Query(  # noqa: B008
+        [], description="kind=ratio: KEY=VALUE on the denominator, repeatable (filter applies to the numerator)"
+    ),
     ctx: ServiceContext = Context,
     who: Principal = Viewer,
 ) -> dict[str, Any]:
     with http_errors():
-        if aggregate not in AGGREGATES:
-            raise ParamError("aggregate", f"{aggregate!r} is not one of {', '.join(AGGREGATES)}")
-        if not metric.strip():
-            raise ParamError("metric", "must not be empty")
         now = now_s(ctx)
         window = parse_window(range, start, end, now)
-        query = SeriesQuery(
+        ask = SeriesAsk(
             metric,
-            int(window.start),
-            int(window.end),
+            kind,
+            window,
             parse_step(step, window.seconds),
+            parse_filters(filter),
+            parse_group_by(group_by),
             aggregate,
-            filters=parse_filters(filter),
-            group_by=parse_group_by(group_by),
+            q,
+            ratio_to,
+            tuple(ratio_filter),
         )
-        result = read_series(ctx.store, query, SchemaContext.from_settings(ctx.settings), now)
+        result = read_asked(ctx.store, ask, SchemaContext.from_settings(ctx.settings), now)
     return {
         "series": [{"labels": s.labels, "points": s.points} for s in result.series],
         "step": result.step,

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from dashboard.api import fleet_filters, http_errors, now_s, read_fleet
 from dashboard.context import service_context
-from dashboard.params import FLEET_FILTERS, RANGES, parse_range
+from dashboard.params import FLEET_FILTERS, RANGES, parse_range, parse_step
 from dashboard.render import ENV, STATIC, render
 from vigil import names as n
 from vigil.access import Principal, Role, require
@@ -33,6 +33,7 @@ Viewer = Depends(require(Role.VIEWER, page=True))
 Context = Depends(service_context)
 VENDOR_FILES = ("uPlot.iife.min.js", "uPlot.min.css", "htmx.min.js", "swagger-ui-bundle.js", "swagger-ui.css")
 INFERENCE_WINDOW_S = 300  # latency quantiles and rates over the last five minutes, as Grafana's vLLM board
+INFERENCE_MIN_STEP_S = 30  # a few of the agent's engine scrapes per point of a rate or quantile chart
 
 
 def missing_assets() -> list[str]:
@@ -56,9 +57,20 @@ ENV.globals["missing_assets"] = missing_assets
 
 
 def _chart(
-    title: str, metric: str, unit: str, range_: str, *, kind: str = "line", marks: str = "", **params: Any
+    title: str,
+    metric: str,
+    unit: str,
+    range_: str,
+    *,
+    kind: str = "line",
+    marks: str = "",
+    series_kind: str = "",
+    **params: Any,
 ) -> dict[str, str]:
+    """A chart of the contract; `kind` is how it is drawn, `series_kind` what the series API reads (gauge if unset)."""
     query: list[tuple[str, str]] = [("metric", metric), ("range", range_)]
+    if series_kind:
+        query.append(("kind", series_kind))
     for key, value in params.items():
         for item in value if isinstance(value, list | tuple) else [value]:
             query.append((key, str(item)))
@@ -180,17 +192,37 @@ def node_page(host: str, request: Request, ctx: ServiceContext = Context, who: P
     )
 
 
+def _inference_charts(range_: str) -> list[dict[str, str]]:
+    """Per engine and endpoint: latency quantiles, throughput, errors and preemptions per step beside the
+    queue and KV-cache gauges. Counters and histograms are charted at a step of at least
+    `INFERENCE_MIN_STEP_S`, so each point's quantile rests on a few scrapes rather than one."""
+    by = [n.LLM_ENGINE, n.LLM_ENDPOINT]
+    step = str(max(INFERENCE_MIN_STEP_S, parse_step(None, RANGES[range_])))
+
+    def counter(title: str, metric: str, unit: str, kind: str, **params: Any) -> dict[str, str]:
+        return _chart(title, metric, unit, range_, series_kind=kind, group_by=by, step=step, **params)
+
+    return [
+        _chart("Running requests", n.LLM_RUNNING.name, "", range_, group_by=by),
+        _chart("Waiting requests", n.LLM_WAITING.name, "", range_, group_by=by),
+        _chart("KV-cache usage", n.LLM_KV_USAGE.name, "ratio", range_, group_by=by),
+        counter("TTFT p50", n.LLM_TTFT.name, "s", "quantile", q="0.5"),
+        counter("TTFT p99", n.LLM_TTFT.name, "s", "quantile", q="0.99"),
+        counter("ITL p50", n.LLM_ITL.name, "s", "quantile", q="0.5"),
+        counter("ITL p99", n.LLM_ITL.name, "s", "quantile", q="0.99"),
+        counter("Tokens generated /s", n.LLM_TOKENS_GENERATED.name, "/s", "rate"),
+        counter("Requests finished /s", n.LLM_FINISHED.name, "/s", "rate"),
+        counter("Error rate", n.LLM_FINISHED.name, "ratio", "ratio", filter=f"{n.OUTCOME}=error"),
+        counter("Preemptions /s", n.LLM_PREEMPTIONS.name, "/s", "rate"),
+    ]
+
+
 @router.get("/inference", response_class=HTMLResponse)
 def inference_page(request: Request, ctx: ServiceContext = Context, who: Principal = Viewer) -> HTMLResponse:
     range_ = _range_choice(request)
     with http_errors():
         engines = engine_stats(ctx.store, now_s(ctx), INFERENCE_WINDOW_S, SchemaContext.from_settings(ctx.settings))
-    by = [n.LLM_ENGINE, n.LLM_ENDPOINT]
-    charts = [
-        _chart("Running requests", n.LLM_RUNNING.name, "", range_, group_by=by),
-        _chart("Waiting requests", n.LLM_WAITING.name, "", range_, group_by=by),
-        _chart("KV-cache usage", n.LLM_KV_USAGE.name, "ratio", range_, group_by=by),
-    ]
+    charts = _inference_charts(range_)
     return render(
         request,
         "inference.html",

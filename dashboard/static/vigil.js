@@ -28,8 +28,10 @@
         return gib >= 1 ? gib.toFixed(1) + " GiB" : (v / 1048576).toFixed(0) + " MiB";
       }
       if (unit === "ratio") return (v * 100).toFixed(1) + "%";
+      // latencies (TTFT, ITL) are mostly under a second: in ms they read without leading zeros
+      if (unit === "s" && Math.abs(v) < 1) return (v * 1000).toFixed(Math.abs(v) < 0.01 ? 1 : 0) + " ms";
       const text = Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2);
-      const suffix = { "%": "%", W: " W", Cel: " °C", MHz: " MHz", s: " s" }[unit] || "";
+      const suffix = { "%": "%", W: " W", Cel: " °C", MHz: " MHz", s: " s", "/s": "/s" }[unit] || "";
       return text + suffix;
     };
   }

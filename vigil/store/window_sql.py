@@ -109,7 +109,7 @@ def matchers_sql(matchers: tuple[Matcher, ...], params: dict[str, Any]) -> str:
     return "".join(clauses)
 
 
-def _labels_sql(group_by: tuple[str, ...], params: dict[str, Any]) -> list[str]:
+def labels_sql(group_by: tuple[str, ...], params: dict[str, Any]) -> list[str]:
     params["none"] = NONE_LABEL
     labels = []
     for i, key in enumerate(group_by):
@@ -152,7 +152,7 @@ def window_sql(query: WindowQuery, plan: WindowPlan) -> tuple[str, dict[str, Any
     params: dict[str, Any] = {"metric": query.metric}
     table = TABLES[query.kind][plan.source]
     where = f"MetricName = {{metric:String}} AND {_range_sql(plan, params)}{matchers_sql(query.matchers, params)}"
-    labels = _labels_sql(query.group_by, params)
+    labels = labels_sql(query.group_by, params)
     group = f"GROUP BY {', '.join(f'g{i}' for i in range(len(labels)))}\n" if labels else ""
     if query.function == "last_seen":
         if plan.source is not Resolution.RAW:
@@ -162,11 +162,11 @@ def window_sql(query: WindowQuery, plan: WindowPlan) -> tuple[str, dict[str, Any
     if query.kind == "gauge":
         value = AGGREGATE_SQL[query.function][0 if plan.source is Resolution.RAW else 1]
         return f"SELECT {', '.join([*labels, value])}\nFROM {table}\nWHERE {where}\n{group}HAVING count() > 0", params
-    inner = (_sum_summaries if query.kind == "sum" else _histogram_summaries)(plan.source, table, where)
+    inner = (sum_summaries if query.kind == "sum" else histogram_summaries)(plan.source, table, where)
     return _per_series(query.kind, labels, inner), params
 
 
-def _sum_summaries(source: Resolution, table: str, where: str) -> str:
+def sum_summaries(source: Resolution, table: str, where: str) -> str:
     if source is Resolution.RAW:
         return (
             "SELECT ServiceName, ResourceAttributes, Attributes, TimeUnix AS t0, TimeUnix AS t1,\n"
@@ -181,7 +181,7 @@ def _sum_summaries(source: Resolution, table: str, where: str) -> str:
     )
 
 
-def _histogram_summaries(source: Resolution, table: str, where: str) -> str:
+def histogram_summaries(source: Resolution, table: str, where: str) -> str:
     floats = "arrayMap(x -> toFloat64(x), {})"
     if source is Resolution.RAW:
         return (
@@ -205,12 +205,13 @@ def _histogram_summaries(source: Resolution, table: str, where: str) -> str:
 
 
 # Over `bs`, one series' summaries in time order as tuples (t0, f, l, m, ...): the module doc's formula.
-_INCREASE = (
+# Public, with the summaries above, because `vigil.store.rates_sql` applies them per step bucket too.
+INCREASE_SQL = (
     "arraySum(arrayMap(b -> if(b.3 < b.4, b.4 - b.2 + b.3, b.3 - b.2), bs))"
     " + arraySum(arrayMap((c, p) -> if(c.2 >= p.3, c.2 - p.3, c.2), arrayPopFront(bs), arrayPopBack(bs)))"
 )
 # The same per histogram bucket, with the scalar count deciding where a reset happened.
-_BUCKET_INCREASES = (
+BUCKET_INCREASES_SQL = (
     "arrayReduce('sumForEach', arrayConcat(\n"
     "        arrayMap(b -> if(b.3 < b.4, arrayMap((m, f, l) -> m - f + l, b.7, b.5, b.6),"
     " arrayMap((l, f) -> l - f, b.6, b.5)), bs),\n"
@@ -223,9 +224,9 @@ def _per_series(kind: str, labels: list[str], inner: str) -> str:
     histogram = kind == "histogram"
     series = "ServiceName, ResourceAttributes, Attributes" + (", bounds" if histogram else "")
     summary = "(t0, f, l, m, fv, lv, mv)" if histogram else "(t0, f, l, m)"
-    extra = [f"bounds, {_BUCKET_INCREASES} AS buckets"] if histogram else ["last"]
+    extra = [f"bounds, {BUCKET_INCREASES_SQL} AS buckets"] if histogram else ["last"]
     return (
-        f"SELECT {', '.join([*labels, f'{_INCREASE} AS increase', 'bs[1].2 AS first', *extra])},\n"
+        f"SELECT {', '.join([*labels, f'{INCREASE_SQL} AS increase', 'bs[1].2 AS first', *extra])},\n"
         "    toUnixTimestamp64Nano(tf) / 1e9, toUnixTimestamp64Nano(tl) / 1e9, points\n"
         "FROM (\n"
         f"    SELECT {series}, arraySort(b -> b.1, groupArray({summary})) AS bs,\n"
