@@ -214,6 +214,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         approver=args.approver,
         production=args.i_know_this_is_production,
         timeout_s=args.timeout,
+        resolve_s=args.resolve_timeout,
         say=lambda line: print(line, file=sys.stderr),
     )
     rows = runner.run(faults)
@@ -314,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--json", type=Path, metavar="FILE", help="also write the table as JSON to FILE")
     dr.add_argument("--approver", default="drill", help="the user the drill approves runbook steps as (default drill)")
     dr.add_argument("--timeout", type=float, default=300.0, help="seconds each fault may take in all (default 300)")
+    dr.add_argument(
+        "--resolve-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the alert to resolve after its runbook succeeded (default 120)",
+    )
     dr.add_argument(
         "--i-know-this-is-production",
         action="store_true",

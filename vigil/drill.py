@@ -70,6 +70,7 @@ class Row:
     auto: bool = False
     started_s: float | None = None
     verified_s: float | None = None
+    resolved_s: float | None = None
     pages: int = 0
     incident: str = ""
     outcome: str = ""
@@ -85,6 +86,8 @@ class Row:
             missed.append(f"detected > {GOAL_DETECT_S:g}s")
         if self.verified_s is None or self.verified_s > GOAL_VERIFY_S:
             missed.append(f"verified > {GOAL_VERIFY_S:g}s")
+        if self.resolved_s is None:
+            missed.append("alert not resolved")
         if self.pages != 1:
             missed.append(f"{self.pages} pages")
         self.outcome = "ok" if not missed else "recovered, missed goal: " + ", ".join(missed)
@@ -120,11 +123,12 @@ class Drill:
         approver: str = "drill",
         production: bool = False,
         timeout_s: float = 300.0,
+        resolve_s: float = 120.0,
         say: Callable[[str], None] = print,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api, self.approver, self.production = api, approver, production
-        self.timeout_s, self.say, self.clock = timeout_s, say, clock
+        self.timeout_s, self.resolve_s, self.say, self.clock = timeout_s, resolve_s, say, clock
         self.actor: str | None = None  # the drill user's token, when the drill could make one
         self._actor_id = ""
 
@@ -242,16 +246,18 @@ class Drill:
             row.detail = final.get("reason", "")
             self.incident_and_pages(row, fp, wall0)
             return
+        # the run's last step verified recovery on fresh data: that is mitigated and verified
+        row.verified_s = round(self.clock() - t0, 1)
+        self.say(f"drill: {name}: {row.runbook} succeeded after {row.verified_s}s; waiting for {row.alert} to resolve")
 
         def resolved() -> bool:
             return fp not in {a["fingerprint"] for a in self.firing(plan.alerts)}
 
         try:
-            self.wait(f"{row.alert} to resolve", until, resolved)
+            self.wait(f"{row.alert} to resolve", self.clock() + self.resolve_s, resolved)
+            row.resolved_s = round(self.clock() - t0, 1)
         except CliError:
-            row.outcome = f"runbook succeeded, {row.alert} still firing after {self.timeout_s:g}s"
-        else:
-            row.verified_s = round(self.clock() - t0, 1)
+            row.detail = f"{row.alert} still firing {self.resolve_s:g}s after the run succeeded"
         self.incident_and_pages(row, fp, wall0)
         row.judge()
 
@@ -321,12 +327,15 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _cells(r: Row) -> tuple[str, ...]:
+    times = [_s(x) for x in (r.detected_s, r.started_s, r.verified_s, r.resolved_s)]
+    return (r.fault, r.alert or "-", *times, str(r.pages), r.outcome)
+
+
 def table(rows: list[Row]) -> str:
-    head = ("fault", "alert", "detected (s)", "runbook started (s)", "mitigated+verified (s)", "pages", "outcome")
-    body = [
-        (r.fault, r.alert or "-", _s(r.detected_s), _s(r.started_s), _s(r.verified_s), str(r.pages), r.outcome)
-        for r in rows
-    ]
+    head = ("fault", "alert", "detected (s)", "runbook started (s)", "mitigated+verified (s)", "alert resolved (s)")
+    head += ("pages", "outcome")
+    body = [_cells(r) for r in rows]
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in (head, *body)]
     return "\n".join(lines)
