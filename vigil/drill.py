@@ -49,9 +49,11 @@ FAULTS: dict[str, FaultPlan] = {
         ("InferenceTtftBudgetBurn", "InferenceItlBudgetBurn"),
         "workload",
     ),
-    "stall": FaultPlan({"kind": "stall"}, ("EngineStalled",), "workload"),
+    "stall": FaultPlan({"kind": "stall"}, ("EngineStalled", "EngineStalledQueued"), "workload"),
     "kv_pressure": FaultPlan({"kind": "kv_pressure", "params": {"fraction": 0.9}}, ("KvCacheSaturated",), "workload"),
-    "crash": FaultPlan({"kind": "crash"}, ("InferenceOutage", "EngineStalled", "EngineAbsent"), "workload"),
+    "crash": FaultPlan(
+        {"kind": "crash"}, ("InferenceOutage", "EngineStalled", "EngineStalledQueued", "EngineAbsent"), "workload"
+    ),
     "xid79": FaultPlan({"kind": "xid", "params": {"code": 79, "gpu": 0}}, ("GpuXidNeedsReset",), "gpus"),
     "thermal": FaultPlan({"kind": "thermal", "params": {"gpu": 0}}, ("GpuThermalThrottling",), "gpus"),
     "ecc": FaultPlan(

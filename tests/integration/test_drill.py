@@ -42,15 +42,29 @@ groups:
         annotations: {summary: "error ratio {{ $value }}", runbook_auto: "true"}
         runbook: inference-outage
       - alert: EngineStalled
-        expr: {metric: llm.requests.running, function: min, window: 8s, by: llm.endpoint}
+        expr: {metric: llm.requests.running, function: min, window: 20s, by: llm.endpoint}
         op: ">"
         threshold: 0
         and:
-          - expr: {metric: llm.tokens.generated, function: increase, window: 8s, by: llm.endpoint}
+          - expr: {metric: llm.tokens.generated, function: increase, window: 20s, by: llm.endpoint}
             op: "=="
             threshold: 0
         labels: {severity: page}
         annotations: {summary: "stalled", runbook_auto: "true"}
+        runbook: engine-stalled
+      - alert: EngineStalledQueued
+        expr: {metric: llm.requests.waiting, function: min, window: 20s, by: llm.endpoint}
+        op: ">"
+        threshold: 0
+        and:
+          - expr: {metric: llm.requests.running, function: max, window: 20s, by: llm.endpoint}
+            op: "=="
+            threshold: 0
+          - expr: {metric: llm.tokens.generated, function: increase, window: 20s, by: llm.endpoint}
+            op: "=="
+            threshold: 0
+        labels: {severity: page}
+        annotations: {summary: "stalled, queued", runbook_auto: "true"}
         runbook: engine-stalled
       - alert: KvCacheSaturated
         expr: {metric: llm.kv_cache.usage, function: avg, window: 10s, by: llm.endpoint}
@@ -105,15 +119,15 @@ def test_vigil_drill_errors_stall_and_kv_pressure_detects_mitigates_verifies_and
     rows = {r["fault"]: r for r in json.loads(out.read_text())}
     assert list(rows) == ["errors", "stall", "kv_pressure"]
     expected = {
-        "errors": ("InferenceOutage", "inference-outage", True),
-        "stall": ("EngineStalled", "engine-stalled", True),
-        "kv_pressure": ("KvCacheSaturated", "kv-cache-saturated", False),
+        "errors": ({"InferenceOutage"}, "inference-outage", True),
+        "stall": ({"EngineStalled", "EngineStalledQueued"}, "engine-stalled", True),
+        "kv_pressure": ({"KvCacheSaturated"}, "kv-cache-saturated", False),
     }
     for fault, (alert, runbook, auto) in expected.items():
         row = rows[fault]
-        assert (row["alert"], row["runbook"], row["auto"]) == (alert, runbook, auto), row
+        assert row["alert"] in alert and (row["runbook"], row["auto"]) == (runbook, auto), row
         # bounded: the fast rules detect in seconds, each runbook verifies within its own timeouts
-        assert row["detected_s"] is not None and row["detected_s"] <= 30, row
+        assert row["detected_s"] is not None and row["detected_s"] <= 60, row
         assert row["started_s"] is not None and row["started_s"] >= row["detected_s"], row
         assert row["verified_s"] is not None and row["verified_s"] <= 120, row
         assert row["resolved_s"] is not None, row
