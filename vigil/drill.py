@@ -50,7 +50,7 @@ FAULTS: dict[str, FaultPlan] = {
         "workload",
     ),
     "stall": FaultPlan({"kind": "stall"}, ("EngineStalled", "EngineStalledQueued"), "workload"),
-    "kv_pressure": FaultPlan({"kind": "kv_pressure", "params": {"fraction": 0.9}}, ("KvCacheSaturated",), "workload"),
+    "kv_pressure": FaultPlan({"kind": "kv_pressure", "params": {"fraction": 0.95}}, ("KvCacheSaturated",), "workload"),
     "crash": FaultPlan(
         {"kind": "crash"}, ("InferenceOutage", "EngineStalled", "EngineStalledQueued", "EngineAbsent"), "workload"
     ),
