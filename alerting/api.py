@@ -54,6 +54,8 @@ class Alerting(Protocol):
 
     def now(self) -> float: ...
 
+    def notifications(self, since: float) -> list[dict[str, Any]]: ...
+
 
 def get_alerting() -> Alerting:
     """A placeholder: `AlertingService` binds the real one through the app's dependency overrides."""
@@ -175,6 +177,14 @@ def expire_silence(silence_id: str, alerting: Alerting = Bound, who: Principal =
     if not _silences(alerting).expire(silence_id, alerting.now()):
         raise ApiError(404, f"no silence {silence_id!r} (or it has expired already)")
     return {}
+
+
+@router.get("/notifications", summary="Notifications delivered since a time (unix seconds), oldest first")
+def list_notifications(since: float = 0.0, alerting: Alerting = Bound, who: Principal = Reader) -> dict[str, Any]:
+    if since != since or since < 0:
+        raise ApiError(400, "since: unix seconds, 0 or more")
+    sent = alerting.notifications(since)
+    return {"notifications": [{**n, "at": rfc3339(n["at"]), "atUnix": n["at"]} for n in sent]}
 
 
 @router.get("/slos", summary="Each SLO's error budget remaining and burn rate per window")

@@ -198,6 +198,10 @@ class AlertingService:
     def now(self) -> float:
         return self._clock()
 
+    def notifications(self, since: float) -> list[dict[str, Any]]:
+        record = getattr(self.notifier, "record", None)
+        return record.sent(since) if record is not None else []
+
     def slo_statuses(self, now: float) -> list[dict[str, Any]]:
         with self._slo_lock:
             if self._slo_cache is not None and now - self._slo_cache[0] < SLO_CACHE_S:

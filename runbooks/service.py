@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from runbooks import api
+from runbooks import api, faults_api
 from runbooks.actions import Actuators, KubeConfig
 from runbooks.audit import AuditLog, RunRecord, StepEvent, StoreAudit
 from runbooks.autostart import AutoGuard
@@ -70,9 +70,11 @@ class RunbooksService:
         self.guard = AutoGuard(
             settings.runbook_auto_max_per_hour, settings.runbook_auto_min_interval_s, self._clock, self._breaker_opened
         )
-        self.routers: Sequence[APIRouter] = (api.router,)
+        self.drill_faults = faults_api.DrillFaults(ctx.plan)
+        self.routers: Sequence[APIRouter] = (api.router, faults_api.router)
         self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {
             api.get_runbooks: self._get,
+            faults_api.get_drill_faults: lambda: self.drill_faults,
             runbooks_view: self._get,
         }
 
@@ -87,6 +89,7 @@ class RunbooksService:
     def close(self, timeout_s: float) -> None:
         self.engine.close(timeout_s)
         self.actuators.close()
+        self.drill_faults.close()
 
     def health(self) -> Health:
         return True, {

@@ -198,6 +198,32 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    import os
+
+    from vigil import drill
+
+    token = os.environ.get("VIGIL_API_TOKEN")
+    if not token:
+        raise CliError(
+            "set VIGIL_API_TOKEN to an admin's or operator's API token (an admin's lets the drill act as --approver)"
+        )
+    faults = args.fault or list(drill.FAULTS)
+    runner = drill.Drill(
+        drill.Api(args.url, token),
+        approver=args.approver,
+        production=args.i_know_this_is_production,
+        timeout_s=args.timeout,
+        resolve_s=args.resolve_timeout,
+        say=lambda line: print(line, file=sys.stderr),
+    )
+    rows = runner.run(faults)
+    print(drill.table(rows))
+    if args.json:
+        args.json.write_text(json.dumps([drill.asdict(r) for r in rows], indent=2) + "\n")
+    return 0 if all(r.outcome == "ok" for r in rows) else 2
+
+
 def settings_tables() -> str:
     """The README's settings section: one table per settings class, `vigil up`'s first."""
     from gpu_agent.settings import AgentSettings
@@ -274,6 +300,33 @@ def build_parser() -> argparse.ArgumentParser:
         feature.register(sub)
     alerting_cli.register(sub)  # a command only: alerting runs in vigil up's process, as a service
     runbook_cli.register(sub)  # `vigil runbook check FILE`; the engine runs in vigil up's process, as a service
+
+    dr = sub.add_parser(
+        "drill",
+        help="prove the loop on a running Vigil: inject each fault, see the alert, run its runbook, verify, clear",
+    )
+    dr.add_argument(
+        "--fault",
+        action="append",
+        choices=["errors", "latency", "stall", "kv_pressure", "crash", "xid79", "thermal", "ecc"],
+        help="a fault to drill (repeatable; default: every one, in this order)",
+    )
+    dr.add_argument("--url", default="http://127.0.0.1:8080", help="Vigil's URL (default http://127.0.0.1:8080)")
+    dr.add_argument("--json", type=Path, metavar="FILE", help="also write the table as JSON to FILE")
+    dr.add_argument("--approver", default="drill", help="the user the drill approves runbook steps as (default drill)")
+    dr.add_argument("--timeout", type=float, default=300.0, help="seconds each fault may take in all (default 300)")
+    dr.add_argument(
+        "--resolve-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the alert to resolve after its runbook succeeded (default 120)",
+    )
+    dr.add_argument(
+        "--i-know-this-is-production",
+        action="store_true",
+        help="drill a workload that is not the reference one, or GPUs that are not simulated",
+    )
+    dr.set_defaults(func=cmd_drill)
 
     st = sub.add_parser("settings", help="show the effective settings")
     st.add_argument("--markdown", action="store_true", help="print the settings table of the README")

@@ -66,7 +66,7 @@ class Pipeline:
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.silences = SilenceStore(store)
         self.nflog = NotificationLog(store)
-        self.record = Recorder(self.nflog)
+        self.record = Recorder(self.nflog, clock)
         self.integrations: dict[str, list[Integration]] = {}
         for receiver in config.receivers.values():
             for i, integration in enumerate(receiver.integrations):

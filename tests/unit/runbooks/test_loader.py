@@ -31,7 +31,8 @@ def test_every_runbook_the_default_rules_name_is_shipped() -> None:
         named |= set(re.findall(r"^\s*runbook:\s*([a-z0-9-]+)", path.read_text(), re.M))
     books = load_runbooks(default_pack())
     wanted = {"inference-errors", "inference-latency", "inference-outage", "kv-cache-saturated", "engine-stalled",
-              "engine-absent", "gpu-xid-reset", "gpu-lost", "gpu-throttling"}  # fmt: skip
+              "engine-absent", "gpu-xid-reset", "gpu-lost", "gpu-throttling",
+              "gpu-ecc-uncorrectable"}  # fmt: skip
     assert wanted <= set(books) and wanted <= named
 
 

@@ -118,3 +118,23 @@ def test_alertmanager_forward_sends_prometheus_label_names() -> None:
         "gpu_uuid": "GPU-a",
     }
     assert prometheus_labels({"a.b": "1", "a_b": "2", "9x": "3", "": "4"}) == {"a_b": "1;2", "key_9x": "3", "key_": "4"}
+
+
+def test_what_was_delivered_is_listed_for_the_api_by_time() -> None:
+    clock = [100.0]
+    p, _ = pipeline()
+    p.record._clock = lambda: clock[0]  # type: ignore[method-assign]
+    a = alert(gpu="0", at=100.0)
+    p.notify([a], 100.0)
+    p.tick(101.0)
+    clock[0] = 120.0
+    p.notify([alert(gpu="0", at=100.0, resolved_at=112.0)], 112.0)
+    p.tick(116.0)
+    listed = p.record.sent()
+    assert [(n["at"], n["status"], n["receiver"]) for n in listed] == [
+        (100.0, "firing", "r/webhook/0"),
+        (120.0, "resolved", "r/webhook/0"),
+    ]
+    assert listed[0]["firing"] == [{"alertname": a.labels["alertname"], "fingerprint": a.fingerprint}]
+    assert listed[1]["resolved"][0]["fingerprint"] == a.fingerprint and listed[1]["firing"] == []
+    assert [n["status"] for n in p.record.sent(since=110.0)] == ["resolved"]
