@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from dashboard.api import fleet_filters, http_errors, now_s, read_fleet
+from dashboard.api import FleetReads, fleet_filters, http_errors, now_s, read_fleet
 from dashboard.context import service_context
 from dashboard.params import FLEET_FILTERS, RANGES, parse_range
 from dashboard.render import ENV, STATIC, render
@@ -24,6 +24,7 @@ from vigil.access import Principal, Role, require
 from vigil.kernel import ServiceContext
 from vigil.logs import event
 from vigil.store.fleet import fleet, nodes
+from vigil.store.fleet_cache import FleetCache
 from vigil.store.inference import engine_stats
 from vigil.store.schema import SchemaContext
 
@@ -98,11 +99,11 @@ def _range_choice(request: Request) -> str:
     return value
 
 
-def _fleet_context(request: Request, ctx: ServiceContext) -> dict[str, Any]:
+def _fleet_context(request: Request, ctx: ServiceContext, cache: FleetCache) -> dict[str, Any]:
     range_ = _range_choice(request)
     filters = fleet_filters(request)
     with http_errors():
-        gpus = read_fleet(ctx, filters, RANGES[range_])
+        gpus = read_fleet(ctx, cache, filters, RANGES[range_])
     query = urlencode({**filters, "range": range_})
     chart_filters = [f"{k}={v}" for k, v in filters.items()]
     return {
@@ -130,14 +131,18 @@ def _fleet_context(request: Request, ctx: ServiceContext) -> dict[str, Any]:
 
 
 @router.get("/", response_class=HTMLResponse)
-def fleet_page(request: Request, ctx: ServiceContext = Context, who: Principal = Viewer) -> HTMLResponse:
-    return render(request, "fleet.html", **_fleet_context(request, ctx))
+def fleet_page(
+    request: Request, ctx: ServiceContext = Context, cache: FleetCache = FleetReads, who: Principal = Viewer
+) -> HTMLResponse:
+    return render(request, "fleet.html", **_fleet_context(request, ctx, cache))
 
 
 @router.get("/fragments/fleet", response_class=HTMLResponse)
-def fleet_fragment(request: Request, ctx: ServiceContext = Context, who: Principal = Viewer) -> HTMLResponse:
+def fleet_fragment(
+    request: Request, ctx: ServiceContext = Context, cache: FleetCache = FleetReads, who: Principal = Viewer
+) -> HTMLResponse:
     """The fleet's tables alone: what htmx swaps in every few seconds."""
-    return render(request, "fleet_tables.html", **_fleet_context(request, ctx))
+    return render(request, "fleet_tables.html", **_fleet_context(request, ctx, cache))
 
 
 @router.get("/gpus/{uuid}", response_class=HTMLResponse)
