@@ -23,7 +23,7 @@ ENV = Environment(
     undefined=StrictUndefined,
 )
 
-DASH = "–"  # a value the GPU did not report
+DASH = "\u2013"  # a value the GPU did not report
 
 
 def pct(value: float | None) -> str:
