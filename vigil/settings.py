@@ -163,7 +163,8 @@ class Settings(BaseSettings):
         ge=0,
         le=60,
         description="Seconds the fleet page and `/api/v1/gpus` reuse one read of the fleet (per filters and "
-        "range) for every viewer; agents report every 10 s. 0 reads the store on every request.",
+        "range) for every viewer; up to twice that, the old answer is served while one background read "
+        "replaces it. Agents report every 10 s. 0 reads the store on every request.",
     )
 
     # --- history (utilization API, `vigil query`, backfill) ---
