@@ -75,7 +75,8 @@ class FleetCache:
         return self._bytes
 
     def fleet(self, store: Store, now: float, window_s: float, filters: Mapping[str, str]) -> list[FleetGpu]:
-        """`vigil.store.fleet.fleet(store, now, window_s, filters)`, or its answer of under `ttl_s` ago."""
+        """`vigil.store.fleet.fleet(store, now, window_s, filters)`, or its answer of under `ttl_s` ago (of
+        under `2 * ttl_s`, while a background read replaces it)."""
         if self.ttl_s <= 0:
             return self._read(store, now, window_s, filters)
         key: Key = (tuple(sorted(filters.items())), float(window_s))
@@ -91,14 +92,16 @@ class FleetCache:
             with self._lock:
                 self.stale_hits += 1
             return stale
-        with gate:  # one read per key at a time: the callers behind it take its answer
-            found = self._fresh(key, self.ttl_s)
-            if found is not None:
-                return found
-            gpus = self._read(store, now, window_s, filters)
-            self._keep(key, gpus)
-        self._forget_gate(key)
-        return gpus
+        try:
+            with gate:  # one read per key at a time: the callers behind it take its answer
+                found = self._fresh(key, self.ttl_s)
+                if found is not None:
+                    return found
+                gpus = self._read(store, now, window_s, filters)
+                self._keep(key, gpus)
+                return gpus
+        finally:
+            self._forget_gate(key)
 
     def _forget_gate(self, key: Key) -> None:
         # Gates live while a read is due or under way, so odd filters cannot grow them without bound; a
