@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from dashboard.context import service_context
+from dashboard.context import fleet_cache, service_context
 from dashboard.params import (
     FLEET_FILTERS,
     ParamError,
@@ -30,7 +30,8 @@ from vigil import names as n
 from vigil.access import Principal, Role, require
 from vigil.kernel import ServiceContext
 from vigil.store import StoreQueryError
-from vigil.store.fleet import FleetGpu, Mark, fleet, nodes, xid_events
+from vigil.store.fleet import FleetGpu, Mark, nodes, xid_events
+from vigil.store.fleet_cache import FleetCache
 from vigil.store.plan import QueryRejected
 from vigil.store.read import AGGREGATES
 from vigil.store.schema import SchemaContext
@@ -39,6 +40,7 @@ from vigil.views import AlertsView, alerts_view
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 Viewer = Depends(require(Role.VIEWER))
 Context = Depends(service_context)
+FleetReads = Depends(fleet_cache)
 MAX_ALERT_TRANSITIONS = 1000  # read for marks; older ones fall off the chart's range anyway
 
 
@@ -62,8 +64,9 @@ def fleet_filters(request: Request) -> dict[str, str]:
     return {key: request.query_params[key] for key in FLEET_FILTERS if request.query_params.get(key)}
 
 
-def read_fleet(ctx: ServiceContext, filters: dict[str, str], window_s: float) -> list[FleetGpu]:
-    return fleet(ctx.store, now_s(ctx), window_s, filters)
+def read_fleet(ctx: ServiceContext, cache: FleetCache, filters: dict[str, str], window_s: float) -> list[FleetGpu]:
+    """The fleet the page and `/api/v1/gpus` show, read at most once per `VIGIL_FLEET_CACHE_S` per question."""
+    return cache.fleet(ctx.store, now_s(ctx), window_s, filters)
 
 
 def alert_marks(view: AlertsView | None, labels: dict[str, str], window: Window) -> list[Mark]:
@@ -99,10 +102,11 @@ def gpus(
     request: Request,
     range: str | None = Query(None, description="XID window: 15m, 1h, 6h, 24h, 7d or 30d"),
     ctx: ServiceContext = Context,
+    cache: FleetCache = FleetReads,
     who: Principal = Viewer,
 ) -> dict[str, Any]:
     with http_errors():
-        found = read_fleet(ctx, fleet_filters(request), parse_range(range))
+        found = read_fleet(ctx, cache, fleet_filters(request), parse_range(range))
     return {"gpus": [g.to_json() for g in found], "simulated": any(g.simulated for g in found)}
 
 
@@ -111,10 +115,11 @@ def nodes_route(
     request: Request,
     range: str | None = Query(None, description="XID window: 15m, 1h, 6h, 24h, 7d or 30d"),
     ctx: ServiceContext = Context,
+    cache: FleetCache = FleetReads,
     who: Principal = Viewer,
 ) -> dict[str, Any]:
     with http_errors():
-        found = nodes(read_fleet(ctx, fleet_filters(request), parse_range(range)))
+        found = nodes(read_fleet(ctx, cache, fleet_filters(request), parse_range(range)))
     return {"nodes": [node.to_json() for node in found], "simulated": any(node.simulated for node in found)}
 
 

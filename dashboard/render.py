@@ -23,6 +23,24 @@ ENV = Environment(
     undefined=StrictUndefined,
 )
 
+DASH = "\u2013"  # a value the GPU did not report
+
+
+def pct(value: float | None) -> str:
+    return DASH if value is None else f"{value:.0f}%"
+
+
+def num(value: float | None, fmt: str = "%.0f", unit: str = "") -> str:
+    return DASH if value is None else f"{fmt % value}{unit}"
+
+
+def gib(value: float | None) -> str:
+    return DASH if value is None else f"{value / 2**30:.1f} GiB"
+
+
+# Filters, not macros, in rows repeated a thousand times: a Jinja macro call costs ~20 µs, a filter ~1.
+ENV.filters.update(pct=pct, num=num, gib=gib)
+
 NAV = (
     ("/", "Fleet"),
     ("/inference", "Inference"),

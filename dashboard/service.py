@@ -10,10 +10,11 @@ from fastapi.staticfiles import StaticFiles
 
 from dashboard import alerts, api, history, incidents, pages, runbooks
 from dashboard.auth import Auth
-from dashboard.context import service_context
+from dashboard.context import fleet_cache, service_context
 from dashboard.render import STATIC
 from vigil.access import authenticate, csrf_checker
 from vigil.kernel import Health, ServiceContext
+from vigil.store.fleet_cache import FleetCache
 
 
 def _static() -> APIRouter:
@@ -34,6 +35,7 @@ class DashboardService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.auth = Auth(ctx)
+        self.fleet_cache = FleetCache(ctx.settings.fleet_cache_s)
         self.routers: Sequence[APIRouter] = (
             self.auth.router,
             api.router,
@@ -46,6 +48,7 @@ class DashboardService:
         )
         self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {
             service_context: lambda: ctx,
+            fleet_cache: lambda: self.fleet_cache,
             authenticate: self.auth.authenticate,
             csrf_checker: lambda: self.auth.check_csrf,
         }

@@ -158,6 +158,14 @@ class Settings(BaseSettings):
         10, ge=1, description="Failed logins per client address, and per user name, within the window; then 429."
     )
     login_window_s: float = Field(900.0, gt=0, description="The window of `VIGIL_LOGIN_MAX_FAILURES`, in seconds.")
+    fleet_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Seconds the fleet page and `/api/v1/gpus` reuse one read of the fleet (per filters and "
+        "range) for every viewer; up to twice that, the old answer is served while one background read "
+        "replaces it. Agents report every 10 s. 0 reads the store on every request.",
+    )
 
     # --- history (utilization API, `vigil query`, backfill) ---
 

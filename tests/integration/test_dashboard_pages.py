@@ -6,6 +6,7 @@ own tests), and a clock pinned to the data, so what the pages show is exactly wh
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Iterator
@@ -202,6 +203,19 @@ def test_fleet_page_shows_exactly_the_stored_gpus_escaped_with_banner_and_chart(
     assert ' style="' not in html and "<style" not in html  # CSP: no inline style either
     fragment = client.get("/fragments/fleet?team=ml").text
     assert re.findall(r'<tr class="gpu[^"]*" data-uuid="([^"]+)"', fragment) == ["GPU-a", "GPU-b"]
+
+
+def test_fleet_charts_read_the_minute_rollup_from_an_hour_up(client: TestClient) -> None:
+    def sources(range_: str) -> list[str]:
+        page = client.get(f"/?range={range_}").text
+        return [html.unescape(s) for s in re.findall(r'class="chart" data-src="([^"]+)"', page)]
+
+    hour, quarter, day = sources("1h"), sources("15m"), sources("24h")
+    assert len(hour) == 2 and all("step=60" in s for s in hour)
+    assert not any("step=" in s for s in quarter + day)  # 15 m stays raw; a day's default step is coarser
+    for src in hour:
+        body = client.get(src).json()
+        assert body["source"] == "1m" and body["step"] == 60 and body["series"]
 
 
 def test_gpu_and_node_pages(client: TestClient) -> None:

@@ -151,6 +151,29 @@ def test_latest_per_gpu_keys_by_uuid_with_resource_and_keeps_mig_apart(store: St
     assert [(g.uuid, g.values) for g in wider] == [("GPU-c", {"t.util": 1.0})]
 
 
+def test_latest_per_gpu_labels_a_gpu_by_its_newest_point_and_its_own_labels(store: Store) -> None:
+    now = time.time()
+    now_ns = int(now * 10**9)
+    second = 10**9
+    ml, n2 = GPUS[0][2], GPUS[2][2]
+    points = [
+        ("t2.util", "GPU-b", ml, {}, now_ns - 2 * second, 50.0),
+        ("t2.reason", "GPU-b", ml, {"reason": "thermal"}, now_ns - 2 * second, 1.0),  # same time, one more label
+        ("t2.util", "GPU-c", {**n2, "team": "old"}, {}, now_ns - 30 * second, 5.0),
+        ("t2.util", "GPU-c", {**n2, "team": "new"}, {}, now_ns - 3 * second, 6.0),  # relabelled since
+    ]
+    insert_points(store, points)
+
+    gpus = latest_per_gpu(store, ["t2.util", "t2.reason"], now, window_s=120)
+    assert [g.uuid for g in gpus] == ["GPU-b", "GPU-c"]
+    b, c = gpus
+    assert b.attributes == {"gpu.uuid": "GPU-b", "gpu.index": "1"} and b.resource == ml
+    assert b.values == {"t2.util": 50.0, "t2.reason": 1.0} and b.time_ns == now_ns - 2 * second
+    assert c.resource == {**n2, "team": "new"} and c.values == {"t2.util": 6.0}
+    only_old = latest_per_gpu(store, ["t2.util"], now, window_s=120, filters={"team": "old"})
+    assert [(g.uuid, g.resource["team"], g.values) for g in only_old] == [("GPU-c", "old", {"t2.util": 5.0})]
+
+
 def test_query_readonly_refuses_writes(store: Store) -> None:
     result = store.query_readonly("SELECT {n:UInt8} AS n, 'x' AS s", {"n": 3})
     assert result.column_names == ("n", "s") and result.result_rows == [(3, "x")]

@@ -176,10 +176,9 @@ def read_series(
     return SeriesResult(list(series.values()), plan.step, plan.source)
 
 
-def latest_sql(
-    metrics: Sequence[str], since_ns: int, until_ns: int, filters: Mapping[str, str], table: str = GAUGE
+def _latest_where(
+    metrics: Sequence[str], since_ns: int, until_ns: int, filters: Mapping[str, str], table: str
 ) -> tuple[str, dict[str, Any]]:
-    """The SQL and parameters of `latest_per_gpu`."""
     if table not in _LATEST_TABLES:
         raise QueryRejected(f"latest values come from {' or '.join(_LATEST_TABLES)}, not {table!r}")
     if not metrics or any(not m for m in metrics):
@@ -192,18 +191,57 @@ def latest_sql(
         "uuid_key": GPU_UUID,
         "mig_key": GPU_MIG_UUID,
     }
-    sql = (
-        "SELECT Attributes[{uuid_key:String}] AS uuid, Attributes[{mig_key:String}] AS mig, MetricName,\n"
-        "    argMax(Value, TimeUnix), toUnixTimestamp64Nano(max(TimeUnix)),\n"
-        "    argMax(ResourceAttributes, TimeUnix), argMax(Attributes, TimeUnix)\n"
+    where = (
         f"FROM {table}\n"
         "WHERE MetricName IN {metrics:Array(String)} AND mapContains(Attributes, {uuid_key:String})\n"
         "    AND TimeUnix >= fromUnixTimestamp64Nano({since:Int64})\n"
         "    AND TimeUnix <= fromUnixTimestamp64Nano({until:Int64})"
-        f"{filter_sql(filters, params)}\n"
-        "GROUP BY uuid, mig, MetricName"
+        f"{filter_sql(filters, params)}"
+    )
+    return where, params
+
+
+_GPU_KEY = "SELECT Attributes[{uuid_key:String}] AS uuid, Attributes[{mig_key:String}] AS mig"
+
+
+def latest_sql(
+    metrics: Sequence[str], since_ns: int, until_ns: int, filters: Mapping[str, str], table: str = GAUGE
+) -> tuple[str, dict[str, Any]]:
+    """The SQL of `latest_per_gpu`'s values: per GPU, MIG instance and metric, the newest value and its time.
+
+    No attribute map is aggregated here: taking the newest of a map per row copied both maps on every
+    row of the window (points come in time order within a series), which was most of the read's cost."""
+    where, params = _latest_where(metrics, since_ns, until_ns, filters, table)
+    sql = (
+        f"{_GPU_KEY}, MetricName, argMax(Value, TimeUnix), toUnixTimestamp64Nano(max(TimeUnix))\n"
+        f"{where}\nGROUP BY uuid, mig, MetricName"
     )
     return sql, params
+
+
+def identity_sql(
+    keys: Sequence[tuple[str, str, int]],
+    metrics: Sequence[str],
+    since_ns: int,
+    until_ns: int,
+    filters: Mapping[str, str],
+    table: str = GAUGE,
+) -> tuple[str, dict[str, Any]]:
+    """The SQL of the maps of each GPU's newest point, `keys` being (gpu.uuid, gpu.mig.uuid, time in ns).
+
+    One row per GPU: of the points at its newest time, the one with the fewest attributes (the GPU's own
+    labels, not a metric's extra `reason` or `xid`), then by metric name, so the answer is deterministic."""
+    where, params = _latest_where(metrics, since_ns, until_ns, filters, table)
+    params["keys"] = [tuple(k) for k in keys]
+    sql = (
+        f"{_GPU_KEY}, ResourceAttributes, Attributes\n{where}\n"
+        "    AND (uuid, mig, toUnixTimestamp64Nano(TimeUnix)) IN {keys:Array(Tuple(String, String, Int64))}\n"
+        "ORDER BY uuid, mig, length(Attributes), MetricName\nLIMIT 1 BY uuid, mig"
+    )
+    return sql, params
+
+
+IDENTITY_KEYS_PER_READ = 5_000  # keys bound per identity read: keeps a query's parameters well under 1 MB
 
 
 def _gpu_order(gpu: GpuLatest) -> tuple[str, int, str, str]:
@@ -225,16 +263,28 @@ def latest_per_gpu(
     (a MIG instance apart from its parent), ordered by host and GPU index.
 
     A metric with more labels than the GPU's own (say, one series per throttle reason) gives the
-    value of whichever of its series reported last; filter on the label to pick one.
+    value of whichever of its series reported last; filter on the label to pick one. The GPU's
+    resource and attributes are those of its newest point (`identity_sql`), read once per GPU.
     """
     until_ns = int(now * 10**9)
-    sql, params = latest_sql(metrics, until_ns - int(window_s * 10**9), until_ns, filters or {}, table)
-    gpus: dict[tuple[str, str], GpuLatest] = {}
-    for uuid, mig, metric, value, time_ns, resource, attributes in run_limited(store, sql, params, max_rows):
-        gpu = gpus.get((uuid, mig))
-        if gpu is None:
-            gpu = gpus[(uuid, mig)] = GpuLatest(uuid, mig, dict(resource), dict(attributes), {}, int(time_ns))
-        elif time_ns > gpu.time_ns:
-            gpu = gpus[(uuid, mig)] = GpuLatest(uuid, mig, dict(resource), dict(attributes), gpu.values, int(time_ns))
-        gpu.values[metric] = float(value)
-    return sorted(gpus.values(), key=_gpu_order)
+    since_ns = until_ns - int(window_s * 10**9)
+    sql, params = latest_sql(metrics, since_ns, until_ns, filters or {}, table)
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    newest: dict[tuple[str, str], int] = {}
+    for uuid, mig, metric, value, time_ns in run_limited(store, sql, params, max_rows):
+        values.setdefault((uuid, mig), {})[metric] = float(value)
+        newest[(uuid, mig)] = max(newest.get((uuid, mig), 0), int(time_ns))
+    keys = [(uuid, mig, t) for (uuid, mig), t in newest.items()]
+    identity: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {}
+    for i in range(0, len(keys), IDENTITY_KEYS_PER_READ):
+        sql, params = identity_sql(
+            keys[i : i + IDENTITY_KEYS_PER_READ], metrics, since_ns, until_ns, filters or {}, table
+        )
+        for uuid, mig, resource, attributes in run_limited(store, sql, params, max_rows):
+            identity[(uuid, mig)] = (dict(resource), dict(attributes))
+    gpus = []
+    for key, time_ns in newest.items():
+        # A GPU whose newest point went between the two reads (a TTL drop) keeps its values, unlabelled.
+        resource, attributes = identity.get(key, ({}, {}))
+        gpus.append(GpuLatest(key[0], key[1], resource, attributes, values[key], time_ns))
+    return sorted(gpus, key=_gpu_order)
