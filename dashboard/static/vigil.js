@@ -184,7 +184,11 @@
       axes: [{}, { values: (u, vals) => vals.map((v) => fmt(u, v)), size: 84 }],
       legend: { live: true },
       // a lone point (a fresh start) would otherwise be centred in years of empty axis
-      scales: { x: { time: true, range: (u, min, max) => (min === max ? [min - (body.step || 60) * 10, max + (body.step || 60)] : [min, max]) } },
+      scales: {
+        x: { time: true, range: (u, min, max) => (min === max ? [min - (body.step || 60) * 10, max + (body.step || 60)] : [min, max]) },
+        // a ratio that stays 0 would otherwise get uPlot's 0..100 range, read as 0..10000 %
+        ...(unit === "ratio" ? { y: { range: (u, min, max) => [0, Math.max(max || 0, 0.01) * 1.1] } } : {}),
+      },
       cursor: { drag: { x: true, y: false } },
       plugins: [marksPlugin(() => el._marks || [])],
     };
