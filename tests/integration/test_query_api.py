@@ -207,3 +207,50 @@ def test_cli_uses_the_store_directly_when_vigil_is_stopped(tmp_path: Path) -> No
     assert direct.returncode == 0, direct.stderr
     assert "directly on the store" in direct.stderr
     assert direct.stdout.splitlines() == ["one", "1"]
+
+
+@pytest.fixture(scope="module")
+def fleet_history(store: Store) -> int:
+    """Two days of a small fleet, ending at the current hour's start; returns that end."""
+    pytest.importorskip("vigil.store.usage")
+    from vigil import backfill
+
+    for table in (GAUGE, "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h"):
+        store.command(f"TRUNCATE TABLE {table}")
+    end = int(time.time()) // 3600 * 3600
+    spec = backfill.FleetSpec(gpus=16, teams=2, days=2, step=300, seed=5, metrics=("gpu.utilization",))
+    backfill.write(store, backfill.Fleet(spec, end))
+    return end
+
+
+def test_reports_through_the_api_and_the_cli_equal_the_direct_answer(
+    api: str, store: Store, fleet_history: int
+) -> None:
+    from vigil.reports import ReportAsk, run_report
+    from vigil.store.schema import SchemaContext
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for name in ("gpu-hours", "idle", "top-idle"):
+        r = httpx.get(f"{api}/api/v1/reports/{name}", params={"days": 2}, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        direct = run_report(store, ReportAsk(name, body["start"], body["end"]), SchemaContext(), time.time())
+        assert body["columns"] == list(direct.column_names)
+        assert body["rows"] == [list(row) for row in direct.result_rows]
+    hours = httpx.get(f"{api}/api/v1/reports/gpu-hours", params={"days": 2}, headers=headers, timeout=30).json()
+    assert hours["columns"][:3] == ["team", "gpus", "allocated_h"]
+    assert sum(row[1] for row in hours["rows"]) == 16
+    assert sum(row[2] for row in hours["rows"]) == pytest.approx(16 * 47)  # the range ends an hour after the data
+    cli = vigil_query("--url", api, "--report", "gpu-hours", "--days", "2", "--csv")
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.splitlines()[0] == ",".join(hours["columns"])
+    assert len(cli.stdout.splitlines()) == 1 + len(hours["rows"])
+
+
+def test_a_bad_report_request_is_named(api: str) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    unknown = httpx.get(f"{api}/api/v1/reports/cost", headers=headers, timeout=10)
+    assert unknown.status_code == 404 and "gpu-hours" in unknown.json()["detail"]
+    for params, words in (({"days": "x"}, "days"), ({"days": 0}, "days"), ({"limit": 3}, "unknown parameter")):
+        r = httpx.get(f"{api}/api/v1/reports/idle", params=params, headers=headers, timeout=10)
+        assert r.status_code == 400 and words in r.json()["detail"], r.text
