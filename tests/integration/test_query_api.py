@@ -183,6 +183,8 @@ def test_cli_through_the_api_prints_a_table_json_and_csv(api: str) -> None:
     assert json.loads(as_json.stdout) == [[0, "v,0"], [1, "v,1"]]
     as_csv = vigil_query("--url", api, "--csv", SQL)
     assert as_csv.stdout.splitlines() == ["n,s", '0,"v,0"', '1,"v,1"']
+    bound = vigil_query("--url", api, "--json", "SELECT {n:UInt8} + 1, {s:String}", "--param", "n=2", "--param", "s=x")
+    assert json.loads(bound.stdout) == [[3, "x"]], bound.stderr
 
 
 def test_cli_says_why_the_api_refused(api: str) -> None:
