@@ -7,7 +7,7 @@ The fleet (`vigil.backfill`, one seed) is `gpu.utilization` of GPUs on nodes of 
 sizes. Vigil is loaded with `vigil backfill` into a temporary data directory (raw rows kept for the
 whole range, as Prometheus keeps every sample) and serves `vigil up --no-workload --no-agent` on a free
 loopback port; Prometheus gets the same values from an OpenMetrics file through `promtool tsdb
-create-blocks-from openmetrics` and serves them on another loopback port, with a retention past the
+create-blocks-from openmetrics` (a file per day) and serves them on another loopback port, with a retention past the
 range. The script waits until Prometheus's compactor has stopped merging the backfilled 2-hour blocks.
 
 Questions over [start, end) (whole hours), asked through each system's HTTP API:
@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.local import LocalService, LocalVigil, free_port  # noqa: E402
-from vigil.backfill import Fleet, FleetSpec, openmetrics_file  # noqa: E402
+from vigil.backfill import Fleet, FleetSpec  # noqa: E402
+from vigil.openmetrics import day_ranges, openmetrics_file  # noqa: E402
 
 TOKEN = "history-bench-token"
 METRIC = "gpu.utilization"
@@ -210,16 +211,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         vigil = LocalVigil(work / "vigil", env=env).start(timeout=180)
         # -- Prometheus: the same values as OpenMetrics, blocks, then serve
         started = time.perf_counter()
-        om = work / "fleet.om"
-        assert openmetrics_file(fleet, om) == samples
         tsdb = work / "prometheus" / "data"
         tsdb.mkdir(parents=True)
-        subprocess.run(
-            ["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(om), str(tsdb)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+        written = 0
+        for steps in day_ranges(fleet):  # one file per day: promtool reads its input once per 2 h block
+            om = work / "fleet.om"
+            written += openmetrics_file(fleet, om, steps)
+            subprocess.run(
+                ["promtool", "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(om), str(tsdb)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            om.unlink()
+        assert written == samples
         out["prometheus_load_s"] = round(time.perf_counter() - started, 1)
-        om.unlink()
         prom = Prometheus(tsdb, math.ceil(args.days) + 7, work / "prometheus.log").start(timeout=300)
         out["prometheus_blocks"] = wait_compacted(tsdb, quiet_s=15, limit_s=args.compaction_wait)
         p = PromAsk(prom.url, fleet.start, fleet.end, args.step)

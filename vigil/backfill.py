@@ -26,8 +26,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -369,47 +367,3 @@ def _token(fleet: Fleet, i0: int) -> str:
     return (
         f"backfill:{s.seed}:{s.gpus}:{s.teams}:{s.clusters}:{s.step}:{fleet.start + i0 * s.step}:{','.join(s.metrics)}"
     )
-
-
-def prometheus_name(name: str) -> str:
-    """An OpenTelemetry name as Prometheus spells it (dots and other marks to underscores)."""
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-
-
-def write_openmetrics(fleet: Fleet, out: TextIO, *, chunk_rows: int = 1_000_000) -> int:
-    """The same samples as OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`:
-    one gauge family per metric, labels as Prometheus names them, times in seconds, `# EOF` last.
-    Returns the samples written."""
-    written = 0
-    for name in fleet.spec.metrics:
-        family = prometheus_name(name)
-        out.write(f"# TYPE {family} gauge\n")
-        prefixes = [
-            family
-            + "{"
-            + ",".join(
-                f'{prometheus_name(k)}="{v}"'
-                for k, v in sorted({**fleet.resources[g], **fleet.attributes[g]}.items())
-                if k != "service.name"
-            )
-            + "}"
-            for g in range(fleet.spec.gpus)
-        ]
-        spec = FleetSpec(**{**fleet.spec.__dict__, "metrics": (name,)})
-        one = Fleet(spec, fleet.end)
-        for i0, i1 in one.chunks(chunk_rows):
-            values = one.values(i0, i1)[name]
-            for t, row in zip(one.times(i0, i1).tolist(), values.tolist(), strict=True):
-                out.write("".join(f"{p} {_number(v)} {t}\n" for p, v in zip(prefixes, row, strict=True)))
-                written += len(row)
-    out.write("# EOF\n")
-    return written
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def openmetrics_file(fleet: Fleet, path: Path) -> int:
-    with path.open("w", buffering=4 * 2**20) as out:
-        return write_openmetrics(fleet, out)

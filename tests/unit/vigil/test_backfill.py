@@ -11,6 +11,7 @@ import pytest
 
 from vigil import backfill as b
 from vigil.names import GPU_UTILIZATION
+from vigil.openmetrics import write_openmetrics
 
 END = 1_767_225_600  # 2026-01-01 00:00 UTC, a Thursday
 UTIL = GPU_UTILIZATION.name
@@ -93,7 +94,7 @@ def test_arrow_rows_carry_the_exporter_columns_in_series_order() -> None:
 def test_openmetrics_has_the_same_values_under_prometheus_names() -> None:
     f = fleet(gpus=8, teams=1, days=1, step=3600, metrics=(UTIL,))
     out = io.StringIO()
-    assert b.write_openmetrics(f, out) == 8 * 24
+    assert write_openmetrics(f, out) == 8 * 24
     lines = out.getvalue().splitlines()
     assert lines[0] == "# TYPE gpu_utilization gauge" and lines[-1] == "# EOF"
     sample = re.compile(r"^gpu_utilization\{(.+)\} (\d+(?:\.\d+)?) (\d+)$")
