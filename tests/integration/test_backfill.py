@@ -136,7 +136,8 @@ def test_rows_past_the_raw_ttl_reach_the_rollups_and_leave_raw(tmp_path: Path) -
     assert q.returncode == 0, q.stderr
     [[raw, oldest, hourly, minutely]] = json.loads(q.stdout)
     assert hourly == minutely == 8 * 864
-    assert 0 < raw < 8 * 864 / 2
+    assert 0 < raw < 8 * 864
+    assert raw == 8 * ((summary["end"] - oldest) // 300)  # whole days kept, every row from the oldest on
     cutoff_day = (time.time() - 86_400) // 86_400 * 86_400
     assert oldest >= cutoff_day  # nothing from a day wholly past the TTL
 
