@@ -26,6 +26,7 @@ A query Prometheus refuses (`query.max-samples`, 50 M by default) is reported as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -78,7 +79,12 @@ def peak_rss(pid: int) -> int:
 
 
 def du(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    total = 0
+    for root, _, files in os.walk(path):  # a compaction may remove a directory while we walk
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
 
 
 def timed(call: Any, runs: int) -> tuple[float, Any]:
@@ -244,6 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 row["ratio"] = round(p_s / v_s, 1)
                 row["agreement"] = agree(name, v_answer, p_answer)
             queries[name] = row
+            print(name, json.dumps(row), file=sys.stderr, flush=True)  # kept if a later step fails
         out["queries"] = queries
         out["vigil_peak_rss_mb"] = round(peak_rss(vigil.pid) / 2**20)
         out["prometheus_peak_rss_mb"] = round(peak_rss(prom.pid) / 2**20)
