@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from dashboard import alerts, api, history, incidents, pages, runbooks
+from dashboard import alerts, api, history, incidents, pages, query, runbooks
 from dashboard.auth import Auth
 from dashboard.context import fleet_cache, service_context
 from dashboard.render import STATIC
@@ -41,6 +41,7 @@ class DashboardService:
             api.router,
             alerts.router,
             history.router,
+            query.router,
             runbooks.router,
             incidents.router,
             pages.router,

@@ -9,6 +9,7 @@ import logging
 import secrets
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from pydantic import ValidationError
 from alerting import cli as alerting_cli
 from gpu_agent import cli as agent_cli
 from runbooks import cli as runbook_cli
-from vigil import logs, tsv
+from vigil import logs
+from vigil.backfill import METRIC_NAMES
 from vigil.errors import CliError
 from vigil.kernel import AgentPlan, Feature, RunPlan, WorkloadPlan, parse_label
 from vigil.logs import event
@@ -174,7 +176,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """A read-only query on the store; the embedded one must not be open in another process."""
+    """A read-only query or a named report: through the API of a running Vigil, else on the stopped store."""
+    import os
+
+    from vigil import query_client
+    from vigil.reports import ReportAsk, run_report
+    from vigil.store import ReadLimits
+
+    if (args.sql is None) == (args.report is None):
+        raise CliError("give either SQL or --report NAME")
     settings = load_settings(data=args.data)
     params: dict[str, str] = {}
     for item in args.param or []:
@@ -182,19 +192,89 @@ def cmd_query(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise CliError(f"--param {item!r}: expected NAME=VALUE")
         params[name] = value
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    url = args.url
+    holder = query_client.lock_holder(settings.store_url)
+    if url is None and (
+        holder
+        or (
+            not settings.store_url.startswith("chdb://")
+            and query_client.answers(_loopback_url(settings.host, settings.port))
+        )
+    ):
+        url = _loopback_url(settings.host, settings.port)
+    if url is not None:
+        running = f" (pid {holder} holds the store)" if holder else ""
+        print(f"vigil query: through the API of the running Vigil at {url}{running}", file=sys.stderr)
+        token = os.environ.get(query_client.TOKEN_ENV)
+        if args.report:
+            report = {"days": args.days, "group_by": args.group_by, "step": args.step}
+            result = query_client.api_report(url, token, args.report, report)
+        else:
+            result = query_client.api_query(url, token, args.sql, params)
+        query_client.print_result(result, fmt)
+        return 0
+    print(f"vigil query: directly on the store at {settings.store_url} (Vigil is not running)", file=sys.stderr)
     store = open_store(settings.store_url, settings.clickhouse_cluster)
     try:
-        result = store.query_readonly(args.sql, params)
-    except Exception as exc:
+        if args.report:
+            now = time.time()
+            ask = ReportAsk.last_days(args.report, args.days, now, group_by=args.group_by, step=args.step)
+            result = run_report(store, ask, SchemaContext.from_settings(settings), now)
+        else:
+            limits = ReadLimits(settings.query_max_rows, settings.query_max_bytes, settings.query_timeout_s)
+            result = store.query_readonly(args.sql, params, limits)
+    except StoreError as exc:
         raise CliError(f"query failed: {exc}") from None
     finally:
         store.close()
-    if args.json:
-        print(json.dumps([list(row) for row in result.result_rows], default=str))
-        return 0
-    print(tsv.row(result.column_names))
-    for row in result.result_rows:
-        print(tsv.row(row))
+    query_client.print_result(result, fmt)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Simulated fleet history straight into the stopped store (see vigil/backfill.py)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vigil import backfill
+    from vigil.store import StoreLockedError
+
+    settings = load_settings(data=args.data)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    try:
+        spec = backfill.FleetSpec(args.gpus, args.teams, args.days, args.step, args.clusters, args.seed, metrics)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    fleet = backfill.Fleet(spec, int(args.end if args.end is not None else time.time()))
+    try:
+        store = open_store(settings.store_url, settings.clickhouse_cluster)
+    except StoreLockedError as exc:
+        raise CliError(f"{exc}. `vigil backfill` writes straight into the store: stop `vigil up` first") from None
+    columns = (
+        TextColumn("backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeRemainingColumn(),
+    )
+    try:
+        migrate(store, SchemaContext.from_settings(settings))
+        with Progress(*columns, console=Console(stderr=True), disable=args.quiet) as progress:
+            task = progress.add_task("backfill", total=fleet.samples)
+            report = backfill.write(
+                store, fleet, progress=lambda rows: progress.advance(task, rows), measure=args.measure
+            )
+    finally:
+        store.close()
+    summary = {**report.as_dict(), "start": fleet.start, "end": fleet.end, "gpus": spec.gpus, "teams": spec.teams}
+    print(json.dumps(summary))
+    if args.measure and summary["ratio"]:
+        print(
+            f"store insert alone: {summary['store_rows_per_s']:,} rows/s; backfill (generate + insert): "
+            f"{summary['backfill_rows_per_s']:,} rows/s; ratio {summary['ratio']:.2f}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -289,12 +369,41 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--print", action="store_true", help="print the DDL instead of applying it")
     mig.set_defaults(func=cmd_migrate)
 
-    q = sub.add_parser("query", help="run a read-only SQL query on the store (embedded: while Vigil is stopped)")
-    q.add_argument("sql", help="SQL; bind values as {name:Type} and pass them with --param")
+    q = sub.add_parser(
+        "query",
+        help="a read-only SQL query or a named report: through a running Vigil's API (token from VIGIL_API_TOKEN), "
+        "else directly on the stopped store",
+    )
+    q.add_argument("sql", nargs="?", help="SQL; bind values as {name:Type} and pass them with --param")
     q.add_argument("--param", action="append", metavar="NAME=VALUE", help="a query parameter (repeatable)")
+    q.add_argument("--report", choices=("gpu-hours", "idle", "top-idle"), help="a named report instead of SQL")
+    q.add_argument("--days", type=float, default=30.0, help="--report: the last N days (default 30)")
+    q.add_argument("--group-by", default="team", help="--report: the resource attribute to group by (default team)")
+    q.add_argument("--step", type=int, default=3600, help="--report: bucket seconds (default 3600)")
     q.add_argument("--data", type=Path, help="data directory (default ./.vigil)")
-    q.add_argument("--json", action="store_true", help="rows as a JSON array of arrays")
+    q.add_argument("--url", help="a running Vigil's URL (default: VIGIL_HOST/VIGIL_PORT when Vigil holds the store)")
+    out = q.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="rows as a JSON array of arrays")
+    out.add_argument("--csv", action="store_true", help="CSV with a header row")
     q.set_defaults(func=cmd_query)
+
+    bf = sub.add_parser("backfill", help="write simulated fleet history into the stopped store (vigil.simulated=true)")
+    bf.add_argument("--gpus", type=int, required=True, help="GPUs, 8 per node")
+    bf.add_argument("--teams", type=int, required=True, help="teams, of different sizes (whole nodes each)")
+    bf.add_argument("--days", type=float, required=True, help="days of history, ending now (or --end)")
+    bf.add_argument("--step", type=int, default=60, help="seconds between points (default 60)")
+    bf.add_argument("--clusters", type=int, default=1, help="k8s clusters the nodes spread over (default 1)")
+    bf.add_argument("--seed", type=int, default=1, help="the same seed writes the same values (default 1)")
+    bf.add_argument("--end", type=int, help="unix seconds the history ends at (default now)")
+    bf.add_argument(
+        "--metrics", default=",".join(METRIC_NAMES), help=f"comma-separated metrics (default {','.join(METRIC_NAMES)})"
+    )
+    bf.add_argument("--data", type=Path, help="data directory (default ./.vigil)")
+    bf.add_argument(
+        "--measure", action="store_true", help="also time the store's insert alone and print both rates and the ratio"
+    )
+    bf.add_argument("--quiet", action="store_true", help="no progress bar")
+    bf.set_defaults(func=cmd_backfill)
 
     for feature in FEATURES:
         feature.register(sub)

@@ -168,6 +168,15 @@ class Settings(BaseSettings):
     )
 
     # --- history (utilization API, `vigil query`, backfill) ---
+    query_max_rows: int = Field(
+        100_000, ge=1, description="Most rows one typed query (`POST /api/v1/query`, `vigil query`) may answer."
+    )
+    query_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest answer of one typed query, in bytes (413 past it)."
+    )
+    query_timeout_s: float = Field(
+        10.0, gt=0, description="Longest one typed query may run; the store stops it past this."
+    )
 
     # --- runbooks ---
     runbooks_dir: Path | None = Field(

@@ -1,7 +1,11 @@
 """The store: one clickhouse-connect client built from one URL, its schema and its queries."""
 
 from vigil.store.client import (
+    QueryRefused,
     QueryResult,
+    QueryTimedOut,
+    QueryTooLarge,
+    ReadLimits,
     Store,
     StoreError,
     StoreLockedError,
@@ -12,7 +16,11 @@ from vigil.store.client import (
 from vigil.store.faults import store_unavailable
 
 __all__ = [
+    "QueryRefused",
     "QueryResult",
+    "QueryTimedOut",
+    "QueryTooLarge",
+    "ReadLimits",
     "Store",
     "StoreError",
     "StoreLockedError",

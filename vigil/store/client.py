@@ -8,6 +8,7 @@ above this module knows which one it has.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,43 @@ class StoreLockedError(StoreError):
 
 class StoreQueryError(StoreError):
     """The store refused or failed a query; the message is the engine's."""
+
+
+class QueryRefused(StoreQueryError):
+    """Typed SQL that would write, change a setting, hold several statements or write a file."""
+
+
+class QueryTooLarge(StoreQueryError):
+    """The answer passed its row or byte limit; the store stopped the query."""
+
+
+class QueryTimedOut(StoreQueryError):
+    """The query ran past its time limit; the store stopped it."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one typed query may cost. Set on the reader's session, under `readonly=1`, so the
+    query cannot lift them itself (`SETTINGS max_result_rows = 0` is refused as a setting change)."""
+
+    max_rows: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    timeout_s: float = 10.0
+
+    def settings(self) -> dict[str, Any]:
+        # readonly last: once it is set the session may change no other setting
+        return {
+            "max_result_rows": self.max_rows,
+            "max_result_bytes": self.max_bytes,
+            "result_overflow_mode": "throw",
+            "max_execution_time": self.timeout_s,
+            "timeout_overflow_mode": "throw",
+            "readonly": 1,
+        }
+
+
+_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
+_READONLY_CODE, _TIMEOUT_CODE, _TOO_LARGE_CODES = 164, 159, (158, 307, 396)
 
 
 def embedded_path(url: str) -> Path | None:
@@ -92,7 +130,7 @@ class Store:
         self.url = url
         self.cluster = cluster
         self._lock = lock
-        self._reader: Client | None = None
+        self._readers: dict[ReadLimits, Client] = {}
         self._reader_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -144,24 +182,45 @@ class Store:
         return self._client.command(sql, parameters=parameters or {}, settings=settings)
 
     def query_readonly(
-        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+        self, sql: str, parameters: dict[str, Any] | None = None, limits: ReadLimits | None = None
     ) -> QueryResult:
-        """Run SQL someone typed, with the store refusing any write (`readonly=1`).
+        """Run SQL someone typed, with the store refusing any write (`readonly=1`) and stopping the
+        query past `limits`.
 
-        Raises `StoreQueryError` with the engine's message when the query fails or writes.
+        Raises `QueryRefused` for a write, a setting change, several statements or INTO OUTFILE,
+        `QueryTooLarge` / `QueryTimedOut` past a limit, `StoreQueryError` for anything else the
+        engine refuses; each with a message that says what to change.
         """
-        # Its own client: clickhouse-connect's chdb driver leaves a session read-only after a write
-        # is refused (it cannot restore the settings it SET), so the shared client must never see one.
-        # A reader whose query failed is dropped, and the next query opens a fresh one.
+        limits = limits or ReadLimits()
+        # Its own client per limits, whose session is read-only for good: the engine then refuses
+        # every statement that writes, even the first of several (a per-query SETTINGS clause
+        # reaches only the last one). A reader whose query failed is dropped and reopened.
         with self._reader_lock:
-            reader = self._reader = self._reader or make_client(self.url)
+            reader = self._readers.get(limits) or make_client(self.url, settings=limits.settings())
+            self._readers[limits] = reader
             try:
-                result = reader.query(sql, parameters=parameters or {}, settings={**(settings or {}), "readonly": 1})
+                self._check_single_select(reader, sql)
+                result = reader.query(sql, parameters=parameters or {})
+            except StoreQueryError:
+                raise
             except Exception as exc:
-                self._reader = None
+                del self._readers[limits]
                 _close_quietly(reader)
-                raise StoreQueryError(str(exc)) from None
+                raise _typed_query_error(exc, limits) from None
         return QueryResult(tuple(result.column_names), list(result.result_rows))
+
+    @staticmethod
+    def _check_single_select(reader: Client, sql: str) -> None:
+        """The engine's own parser says whether `sql` is one statement, and shows an INTO OUTFILE,
+        which chdb would write to this process's disk even read-only."""
+        try:
+            formatted = reader.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql}).result_rows
+        except Exception as exc:
+            if "Multi-statements are not allowed" in str(exc):
+                raise QueryRefused("one statement per query: remove the `;` and what follows it") from None
+            raise StoreQueryError(_engine_message(exc)) from None
+        if _OUTFILE.search(str(formatted[0][0])):
+            raise QueryRefused("INTO OUTFILE writes a file on the server; read the rows from the answer instead")
 
     def ping(self) -> bool:
         try:
@@ -171,14 +230,46 @@ class Store:
 
     def close(self) -> None:
         try:
-            if self._reader is not None:
-                _close_quietly(self._reader)
+            for reader in self._readers.values():
+                _close_quietly(reader)
             self._client.close()
         finally:
             if self._lock:
                 self._lock.release()
                 self._lock = None
             event(log, "store_closed", url=redact(self.url))
+
+
+def _engine_message(exc: BaseException) -> str:
+    """The engine's sentence without the driver's wrapping (the SQL echoed back, stack hints)."""
+    text = str(exc).strip()
+    found = re.search(r"Code: \d+\. DB::Exception: (?:Code: \d+\. DB::Exception: )?(.*)", text, re.DOTALL)
+    return (found.group(1) if found else text).split("\n")[0].strip()
+
+
+def _engine_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    found = re.search(r"Code: (\d+)\.", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _typed_query_error(exc: BaseException, limits: ReadLimits) -> StoreQueryError:
+    code, message = _engine_code(exc), _engine_message(exc)
+    if code == _READONLY_CODE:
+        return QueryRefused(f"read-only: the store refused it ({message}); only reads run here")
+    if code in _TOO_LARGE_CODES:
+        return QueryTooLarge(
+            f"the answer passed the limit of {limits.max_rows} rows or {limits.max_bytes} bytes "
+            "(VIGIL_QUERY_MAX_ROWS, VIGIL_QUERY_MAX_BYTES): aggregate, add a LIMIT or narrow the range"
+        )
+    if code == _TIMEOUT_CODE:
+        return QueryTimedOut(
+            f"the query ran past {limits.timeout_s:g} s (VIGIL_QUERY_TIMEOUT_S) and was stopped: "
+            "read a rollup (vigil_metrics_gauge_1h) or narrow the range"
+        )
+    return StoreQueryError(message)
 
 
 def _close_quietly(client: Client) -> None:

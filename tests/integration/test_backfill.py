@@ -1,0 +1,157 @@
+"""`vigil backfill` writes what it says into the real embedded store, and the rollups agree with raw rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.local import ROOT
+from vigil import backfill as b
+from vigil.pidlock import PidLock
+from vigil.store import Store
+from vigil.store.columns import GAUGE
+from vigil.store.schema import ROLLUP_1H, ROLLUP_1M
+
+GPUS, STEP = 32, 240  # 4 nodes: teams of 2, 1 and 1 nodes
+HOUR = 3600
+
+
+@pytest.fixture(scope="module")
+def written(store: Store) -> b.Fleet:
+    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H):
+        store.command(f"TRUNCATE TABLE {table}")
+    # ends on a whole hour a day ago, so every hour bucket is complete and within the raw TTL
+    fleet = b.Fleet(
+        b.FleetSpec(gpus=GPUS, teams=3, days=1, step=STEP, clusters=2, seed=3), int(time.time()) // HOUR * HOUR - 86_400
+    )
+    report = b.write(store, fleet, chunk_rows=20_000)
+    assert report.rows == fleet.samples == GPUS * 360 * 5
+    return fleet
+
+
+def test_every_metric_every_gpu_every_step_once(store: Store, written: b.Fleet) -> None:
+    rows = store.query_rows(
+        f"SELECT MetricName, count(), uniqExact(Attributes['gpu.uuid']), uniqExact(TimeUnix), "
+        f"min(toUnixTimestamp(TimeUnix)), max(toUnixTimestamp(TimeUnix)) FROM {GAUGE} GROUP BY MetricName"
+    )
+    assert {r[0] for r in rows} == set(b.METRIC_NAMES)
+    for _, count, gpus, times, first, last in rows:
+        assert (count, gpus, times) == (GPUS * written.steps, GPUS, written.steps)
+        assert (first, last) == (written.start, written.end - STEP)
+
+
+def test_every_series_has_team_cluster_host_model_and_the_simulated_label(store: Store, written: b.Fleet) -> None:
+    missing = store.query_rows(
+        f"SELECT count() FROM {GAUGE} WHERE NOT (ResourceAttributes['vigil.simulated'] = 'true'"
+        " AND ResourceAttributes['team'] != '' AND ResourceAttributes['k8s.cluster.name'] != ''"
+        " AND ResourceAttributes['host.name'] != '' AND Attributes['gpu.model'] != ''"
+        " AND Attributes['gpu.uuid'] != '' AND ServiceName = 'vigil-gpu-agent')"
+    )
+    assert missing == [(0,)]
+    teams = store.query_rows(
+        f"SELECT ResourceAttributes['team'] AS t, uniqExact(Attributes['gpu.uuid']) FROM {GAUGE} "
+        "GROUP BY t ORDER BY 2 DESC"
+    )
+    assert [n for _, n in teams] == [16, 8, 8]
+
+
+def test_rollups_equal_raw_per_team_per_hour(store: Store, written: b.Fleet) -> None:
+    group = "ResourceAttributes['team'] AS team, toStartOfHour(TimeUnix) AS hour"
+    raw = store.query_rows(
+        f"SELECT {group}, avg(Value), count() FROM {GAUGE} WHERE MetricName = 'gpu.utilization' "
+        "GROUP BY team, hour ORDER BY team, hour"
+    )
+    for table in (ROLLUP_1H, ROLLUP_1M):
+        rolled = store.query_rows(
+            "SELECT ResourceAttributes['team'] AS team, toStartOfHour(TimeBucket) AS hour, avgMerge(ValueAvg), "
+            f"sum(Count) FROM {table} WHERE MetricName = 'gpu.utilization' GROUP BY team, hour ORDER BY team, hour"
+        )
+        assert len(rolled) == len(raw) == 3 * 24
+        for (t1, h1, a1, c1), (t2, h2, a2, c2) in zip(raw, rolled, strict=True):
+            assert (t1, h1, c1) == (t2, h2, c2)
+            assert a2 == pytest.approx(a1, rel=1e-12)
+
+
+def test_usage_gpu_hours_from_rollups_equal_raw(store: Store, written: b.Fleet) -> None:
+    usage = pytest.importorskip("vigil.store.usage")
+    from vigil.store.plan import Resolution
+
+    now = time.time()
+    answers = {}
+    for source in (Resolution.RAW, Resolution.MINUTE, Resolution.HOUR):
+        q = usage.UsageQuery(written.start, written.end, HOUR, group_by="team", source=source)
+        answers[source] = {
+            h.labels["team"]: (h.allocated_h, h.busy_h, h.idle_h, h.gpus) for h in usage.gpu_hours(store, q, now=now)
+        }
+    raw = answers[Resolution.RAW]
+    assert sum(v[3] for v in raw.values()) == GPUS and sum(v[0] for v in raw.values()) == pytest.approx(GPUS * 24)
+    for source in (Resolution.MINUTE, Resolution.HOUR):
+        assert answers[source].keys() == raw.keys()
+        for team, values in raw.items():
+            assert answers[source][team] == pytest.approx(values, rel=1e-9)
+
+
+def test_the_same_backfill_twice_writes_nothing_new(store: Store, written: b.Fleet) -> None:
+    before = store.query_rows(f"SELECT count() FROM {GAUGE}")
+    b.write(store, written, chunk_rows=20_000)
+    assert store.query_rows(f"SELECT count() FROM {GAUGE}") == before
+
+
+def vigil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "vigil.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_rows_past_the_raw_ttl_reach_the_rollups_and_leave_raw(tmp_path: Path) -> None:
+    """Observed in chdb (ClickHouse 26.9): with `ttl_only_drop_parts = 1` the insert itself writes
+    the daily parts whose every row is past the TTL as empty parts, so raw rows older than the TTL's
+    day are gone at once (live rows would go at a later merge); the day the TTL cuts through is kept
+    whole until its last row expires. The views saw every row first: the rollups hold all of them."""
+    out = vigil(
+        "backfill", "--gpus", "8", "--teams", "2", "--days", "3", "--step", "300", "--metrics", "gpu.utilization",
+        "--data", str(tmp_path), "--quiet", env={"VIGIL_RAW_TTL_DAYS": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.splitlines()[-1])
+    assert summary["rows"] == 8 * 864
+    sql = (
+        "SELECT (SELECT count() FROM otel_metrics_gauge),"
+        " (SELECT toUnixTimestamp(min(TimeUnix)) FROM otel_metrics_gauge),"
+        " (SELECT sum(Count) FROM vigil_metrics_gauge_1h), (SELECT sum(Count) FROM vigil_metrics_gauge_1m)"
+    )
+    q = vigil("query", "--data", str(tmp_path), "--json", sql)
+    assert q.returncode == 0, q.stderr
+    [[raw, oldest, hourly, minutely]] = json.loads(q.stdout)
+    assert hourly == minutely == 8 * 864
+    assert 0 < raw < 8 * 864
+    assert raw == 8 * ((summary["end"] - oldest) // 300)  # whole days kept, every row from the oldest on
+    cutoff_day = (time.time() - 86_400) // 86_400 * 86_400
+    assert oldest >= cutoff_day  # nothing from a day wholly past the TTL
+
+
+def test_backfill_is_refused_while_vigil_holds_the_store(tmp_path: Path) -> None:
+    lock = PidLock(tmp_path / "clickhouse.lock").acquire()
+    try:
+        out = vigil("backfill", "--gpus", "8", "--teams", "1", "--days", "1", "--data", str(tmp_path), "--quiet")
+    finally:
+        lock.release()
+    assert out.returncode == 1
+    assert "in use by another Vigil process" in out.stderr and "stop `vigil up` first" in out.stderr
+
+
+def test_bad_flags_are_named(tmp_path: Path) -> None:
+    out = vigil("backfill", "--gpus", "0", "--teams", "1", "--days", "1", "--data", str(tmp_path))
+    assert out.returncode == 1 and "--gpus 0" in out.stderr
