@@ -69,6 +69,11 @@ class FleetSpec:
         checks = (
             (self.gpus >= 1, f"--gpus {self.gpus}: at least 1"),
             (self.teams >= 1, f"--teams {self.teams}: at least 1"),
+            (
+                self.teams <= -(-self.gpus // GPUS_PER_NODE),
+                f"--teams {self.teams}: at most one team per node ({GPUS_PER_NODE} GPUs each; "
+                f"--gpus {self.gpus} makes {-(-self.gpus // GPUS_PER_NODE)}): a team holds whole nodes",
+            ),
             (self.clusters >= 1, f"--clusters {self.clusters}: at least 1"),
             (self.days > 0, f"--days {self.days}: more than 0"),
             (1 <= self.step <= DAY, f"--step {self.step}: from 1 to {DAY} seconds"),

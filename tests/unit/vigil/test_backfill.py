@@ -114,6 +114,7 @@ def test_openmetrics_has_the_same_values_under_prometheus_names() -> None:
         ({"step": 0}, "--step"),
         ({"days": 0}, "--days"),
         ({"metrics": ("gpu.nope",)}, "gpu.nope"),
+        ({"gpus": 16, "teams": 3}, "--teams 3: at most one team per node"),
     ],
 )
 def test_a_bad_spec_names_its_flag(kw: dict[str, object], words: str) -> None:
