@@ -79,7 +79,7 @@ def test_other_metrics_follow_utilization() -> None:
 
 
 def test_arrow_rows_carry_the_exporter_columns_in_series_order() -> None:
-    f = fleet(gpus=16, days=1, metrics=(UTIL, "gpu.power.draw"))
+    f = fleet(gpus=16, teams=2, days=1, metrics=(UTIL, "gpu.power.draw"))
     table = b.ArrowBuilder(f).table(0, 64, f.values(0, 64))
     assert table.num_rows == 16 * 64 * 2
     assert table.column("TimeUnix").type == pa.timestamp("ns")
