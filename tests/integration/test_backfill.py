@@ -121,7 +121,7 @@ def test_rows_past_the_raw_ttl_reach_the_rollups_and_leave_raw(tmp_path: Path) -
     day are gone at once (live rows would go at a later merge); the day the TTL cuts through is kept
     whole until its last row expires. The views saw every row first: the rollups hold all of them."""
     out = vigil(
-        "backfill", "--gpus", "8", "--teams", "2", "--days", "3", "--step", "300", "--metrics", "gpu.utilization",
+        "backfill", "--gpus", "8", "--teams", "1", "--days", "3", "--step", "300", "--metrics", "gpu.utilization",
         "--data", str(tmp_path), "--quiet", env={"VIGIL_RAW_TTL_DAYS": "1"},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
