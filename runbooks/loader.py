@@ -124,7 +124,7 @@ def _params(top: Section) -> Iterator[Param]:
         kind = p.text("type", required=True)
         if kind not in PARAM_TYPES:
             p.fail("type", f"unknown type {kind!r}: use one of {', '.join(PARAM_TYPES)}")
-        if not p.has("default"):
+        if not p.given("default"):
             p.fail(None, "'default' is required: a run started from an alert gives no parameters")
         low, high = p.get("min", float), p.get("max", float)
         param = Param(key, kind, None, p.text("description", ""), low, high)
@@ -147,7 +147,7 @@ def _step(s: Section, index: int, target: TargetKind, known: set[str]) -> Step:
     retries = s.get("retries", int, 0)
     if not 0 <= retries <= MAX_RETRIES:
         s.fail("retries", f"from 0 to {MAX_RETRIES}")
-    if kind in (StepKind.APPROVE, StepKind.NOTE) and s.has("retries"):
+    if kind in (StepKind.APPROVE, StepKind.NOTE) and s.given("retries"):
         s.fail("retries", f"a {kind.value} step is not retried")
     base: dict[str, Any] = dict(
         index=index, kind=kind, timeout_s=timeout, retries=retries, retry_delay_s=s.duration("retry_delay", 1.0)
