@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from dashboard.alert_format import (
@@ -25,7 +25,8 @@ from dashboard.alert_format import (
     silence_row,
     slo_card,
 )
-from dashboard.context import service_context
+from dashboard.context import now_s, service_context
+from dashboard.forms import read_page_form, required, taken
 from dashboard.render import render
 from vigil.access import Principal, Role, require
 from vigil.kernel import ServiceContext
@@ -41,6 +42,7 @@ HISTORY_SHOWN = 50
 ALERTS_SHOWN = 500  # an alert storm on a thousand GPUs must not make a page of megabytes; the API lists all
 CHART_POINTS = 120  # a budget-burn chart's default resolution; the view refuses past its own bound
 MAX_RANGE_S = 400 * 86400
+NOT_CONFIGURED = "alerting not configured"
 NOTICES = {"silenced": "Silence created.", "expired": "Silence expired."}  # fixed: a link cannot inject text
 
 router = APIRouter()
@@ -48,10 +50,6 @@ Viewer = Depends(require(Role.VIEWER, page=True))
 Operator = Depends(require(Role.OPERATOR, write=True, page=True))
 View = Depends(alerts_view)
 Context = Depends(service_context)
-
-
-def _now(ctx: ServiceContext) -> float:
-    return ctx.clock() / 1e9
 
 
 def _alerts_page(
@@ -99,13 +97,7 @@ def alerts_page(
     view: AlertsView | None = View,
     ctx: ServiceContext = Context,
 ) -> HTMLResponse:
-    return _alerts_page(request, view, who, _now(ctx), notice=NOTICES.get(done, ""))
-
-
-def _required_view(view: AlertsView | None) -> AlertsView:
-    if view is None:
-        raise HTTPException(404, "alerting not configured")
-    return view
+    return _alerts_page(request, view, who, now_s(ctx), notice=NOTICES.get(done, ""))
 
 
 @router.post("/alerts/silence", include_in_schema=False)
@@ -115,8 +107,8 @@ async def silence_from_page(
     view: AlertsView | None = View,
     ctx: ServiceContext = Context,
 ) -> Response:
-    alerting = _required_view(view)
-    form = await request.form()
+    alerting = required(view, NOT_CONFIGURED)
+    form = await read_page_form(request)
     try:
         body = silence_body(
             [str(m) for m in form.getlist("matcher")],
@@ -127,9 +119,9 @@ async def silence_from_page(
         )
         silence_id = await run_in_threadpool(alerting.create_silence, body)
     except ViewError as exc:
-        return await run_in_threadpool(_alerts_page, request, alerting, who, _now(ctx), status=400, error=str(exc))
+        return await run_in_threadpool(_alerts_page, request, alerting, who, now_s(ctx), status=400, error=str(exc))
     event(log, "silence_created", silence=silence_id, by=who.name, via="page", matchers=len(body["matchers"]))
-    return RedirectResponse("/alerts?done=silenced", status_code=303)
+    return taken("/alerts", "silenced")
 
 
 @router.post("/alerts/silences/{silence_id}/expire", include_in_schema=False)
@@ -140,13 +132,13 @@ async def expire_from_page(
     view: AlertsView | None = View,
     ctx: ServiceContext = Context,
 ) -> Response:
-    alerting = _required_view(view)
+    alerting = required(view, NOT_CONFIGURED)
     try:
         await run_in_threadpool(alerting.expire_silence, silence_id)
     except ViewError as exc:
-        return await run_in_threadpool(_alerts_page, request, alerting, who, _now(ctx), status=404, error=str(exc))
+        return await run_in_threadpool(_alerts_page, request, alerting, who, now_s(ctx), status=404, error=str(exc))
     event(log, "silence_expired", silence=silence_id, by=who.name, via="page")
-    return RedirectResponse("/alerts?done=expired", status_code=303)
+    return taken("/alerts", "expired")
 
 
 @router.get("/slos", response_class=HTMLResponse, include_in_schema=False)
@@ -193,8 +185,8 @@ def slo_budget(
     ctx: ServiceContext = Context,
 ) -> dict[str, Any]:
     if view is None:
-        raise HTTPException(404, "alerting not configured")
-    end = _now(ctx) if end is None else end
+        raise HTTPException(404, NOT_CONFIGURED)
+    end = now_s(ctx) if end is None else end
     start = end - span if start is None else start
     if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
         raise HTTPException(400, "start and end: finite unix seconds, end after start")

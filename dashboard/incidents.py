@@ -12,19 +12,17 @@ API would answer (a bad field 400, unknown 404, already resolved 409, store down
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from dashboard import incident_format as f
 from dashboard.alert_format import unix
-from dashboard.auth.errors import AuthError
-from dashboard.auth.http import read_form, status_of
-from dashboard.context import service_context
+from dashboard.context import now_s, service_context
+from dashboard.forms import Refused, read_page_form, refusals, required, taken
 from dashboard.incident_marks import Coalesced, marks_json
 from dashboard.render import render
 from vigil.access import Principal, Role, require
@@ -63,25 +61,6 @@ Context = Depends(service_context)
 MARKS = Coalesced()
 
 
-class Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """The one mapping of this module: an incident refusal (or a store that failed) to its status."""
-    try:
-        yield
-    except (IncidentRequestError, IncidentsUnavailable) as exc:
-        raise Refused(next(code for kind, code in _STATUS if isinstance(exc, kind)), str(exc)) from None
-
-
-def _now(ctx: ServiceContext) -> float:
-    return ctx.clock() / 1e9
-
-
 @router.get("/incidents", response_class=HTMLResponse, include_in_schema=False)
 def incidents_page(
     request: Request,
@@ -96,9 +75,9 @@ def incidents_page(
         code, page["error"], status = 400, f"status: {status!r}; use all, open or resolved", "all"
     elif view is not None:
         try:
-            with _refusals():
+            with refusals(_STATUS):
                 found = view.list(status, LIST_SHOWN)  # type: ignore[arg-type]  # checked above
-            page["incidents"] = [f.incident_row(i, _now(ctx)) for i in found]
+            page["incidents"] = [f.incident_row(i, now_s(ctx)) for i in found]
         except Refused as exc:
             code, page["error"] = exc.status, str(exc)
     return render(request, "incidents.html", status=code, statuses=STATUSES, chosen=status, shown=LIST_SHOWN, **page)
@@ -120,7 +99,7 @@ def _incident_page(
     if view is None:
         return render(request, "incident.html", status=404, configured=False, **page)
     try:
-        with _refusals():
+        with refusals(_STATUS):
             found = view.get(incident_id)
     except Refused as exc:
         page["error"] = error or str(exc)
@@ -155,24 +134,29 @@ def incident_page(
     view: IncidentsView | None = View,
     ctx: ServiceContext = Context,
 ) -> HTMLResponse:
-    return _incident_page(request, view, who, incident_id, _now(ctx), notice=NOTICES.get(done, ""))
+    return _incident_page(request, view, who, incident_id, now_s(ctx), notice=NOTICES.get(done, ""))
 
 
-def _required(view: IncidentsView | None) -> IncidentsView:
-    if view is None:
-        raise HTTPException(404, NOT_CONFIGURED)
-    return view
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The form's fields, read within auth's bound (the CSRF check may have read it already)."""
-    parsed = getattr(request, "_form", None)  # Starlette's, where a check took the form through request.form()
-    if parsed is not None:
-        return {key: str(value) for key, value in parsed.items()}
+async def _act(
+    request: Request,
+    keeper: IncidentsView,
+    who: Principal,
+    incident_id: str,
+    ctx: ServiceContext,
+    change: Callable[[], object],
+    done: str,
+    note: str = "",
+) -> Response:
+    """A page form's change, then back to the incident; refused, the page again with the reason and the note."""
     try:
-        return await read_form(request)
-    except AuthError as exc:  # not a form, or one over its bound: said as auth says it
-        raise HTTPException(status_of(exc), str(exc)) from None
+        with refusals(_STATUS):
+            await run_in_threadpool(change)
+    except Refused as exc:
+        return await run_in_threadpool(
+            _incident_page, request, keeper, who, incident_id, now_s(ctx), status=exc.status, error=str(exc), note=note
+        )
+    MARKS.drop((id(keeper), incident_id))
+    return taken(f.incident_link(incident_id), done)
 
 
 @router.post("/incidents/{incident_id}/notes", include_in_schema=False)
@@ -183,18 +167,14 @@ async def note_from_page(
     view: IncidentsView | None = View,
     ctx: ServiceContext = Context,
 ) -> Response:
-    keeper = _required(view)
-    text = (await _form(request)).get("text", "").replace("\r\n", "\n")  # a textarea sends CRLF
-    try:
-        with _refusals():
-            await run_in_threadpool(keeper.add_note, incident_id, who.name, text)
-    except Refused as exc:
-        return await run_in_threadpool(
-            _incident_page, request, keeper, who, incident_id, _now(ctx), status=exc.status, error=str(exc), note=text
-        )
-    MARKS.drop((id(keeper), incident_id))
-    event(log, "incident_note_added", incident=incident_id, by=who.name, via="page", chars=len(text))
-    return RedirectResponse(f"{f.incident_link(incident_id)}?done=noted", status_code=303)
+    keeper = required(view, NOT_CONFIGURED)
+    text = str((await read_page_form(request)).get("text", "")).replace("\r\n", "\n")  # a textarea sends CRLF
+
+    def add() -> None:
+        keeper.add_note(incident_id, who.name, text)
+        event(log, "incident_note_added", incident=incident_id, by=who.name, via="page", chars=len(text))
+
+    return await _act(request, keeper, who, incident_id, ctx, add, "noted", note=text)
 
 
 @router.post("/incidents/{incident_id}/close", include_in_schema=False)
@@ -205,16 +185,8 @@ async def close_from_page(
     view: IncidentsView | None = View,
     ctx: ServiceContext = Context,
 ) -> Response:
-    keeper = _required(view)
-    try:
-        with _refusals():
-            await run_in_threadpool(keeper.close, incident_id, who.name)
-    except Refused as exc:
-        return await run_in_threadpool(
-            _incident_page, request, keeper, who, incident_id, _now(ctx), status=exc.status, error=str(exc)
-        )
-    MARKS.drop((id(keeper), incident_id))
-    return RedirectResponse(f"{f.incident_link(incident_id)}?done=closed", status_code=303)
+    keeper = required(view, NOT_CONFIGURED)
+    return await _act(request, keeper, who, incident_id, ctx, lambda: keeper.close(incident_id, who.name), "closed")
 
 
 @router.get(
@@ -232,8 +204,8 @@ def incident_marks(
     if view is None:
         raise HTTPException(503, "incidents are unavailable: alerting is not running")
     try:
-        with _refusals():
-            body = MARKS.get((id(view), incident_id), lambda: marks_json(view, ctx.store, incident_id, _now(ctx)))
+        with refusals(_STATUS):
+            body = MARKS.get((id(view), incident_id), lambda: marks_json(view, ctx.store, incident_id, now_s(ctx)))
     except Refused as exc:
         raise HTTPException(exc.status, str(exc)) from None
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})

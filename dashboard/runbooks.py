@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from dashboard import run_format as f
-from dashboard.context import service_context
+from dashboard.context import now_s, service_context
+from dashboard.forms import Refused, read_page_form, refusals, required, taken
 from dashboard.render import render
 from vigil.access import Principal, Role, require
 from vigil.kernel import ServiceContext
@@ -49,11 +50,12 @@ NOTICES = {
     "cancelled": "Cancel asked: the run stops after its current step.",
 }
 # As the runbook API answers them (runbooks/api.py is the JSON side of the same mapping).
-_STATUS: tuple[tuple[type[RunbookRequestError], int], ...] = (
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnknownName, 404),
     (RunConflict, 409),
     (TooManyRuns, 429),
     (BadRunRequest, 400),
+    (RunbookRequestError, 400),  # any other refusal the view may add
 )
 
 router = APIRouter(include_in_schema=False)
@@ -64,25 +66,14 @@ View = Depends(runbooks_view)
 Context = Depends(service_context)
 
 
-class Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 @contextmanager
 def _refusals() -> Iterator[None]:
     """The one mapping of this module: a runbook refusal to its status, a failed store to 503."""
     try:
-        yield
-    except RunbookRequestError as exc:
-        raise Refused(next((code for kind, code in _STATUS if isinstance(exc, kind)), 400), str(exc)) from None
+        with refusals(_STATUS):
+            yield
     except StoreError as exc:
         raise Refused(503, f"the store failed: {exc}") from None
-
-
-def _now(ctx: ServiceContext) -> float:
-    return ctx.clock() / 1e9
 
 
 def _can_run(who: Principal) -> bool:
@@ -147,15 +138,9 @@ def runbook_page(
     return _runbook_page(request, view, who, name)
 
 
-def _required(view: RunbooksView | None) -> RunbooksView:
-    if view is None:
-        raise HTTPException(404, NOT_CONFIGURED)
-    return view
-
-
 async def _start(request: Request, name: str, who: Principal, view: RunbooksView | None, dry_run: bool) -> Response:
-    runner = _required(view)
-    form = await request.form()
+    runner = required(view, NOT_CONFIGURED)
+    form = await read_page_form(request)
     target = str(form.get("target") or "").strip()
     try:
         with _refusals():
@@ -168,7 +153,7 @@ async def _start(request: Request, name: str, who: Principal, view: RunbooksView
             _runbook_page, request, runner, who, name, status=exc.status, error=str(exc), given=given
         )
     event(log, "runbook_run_requested", run=run["id"], runbook=name, by=who.name, via="page", dry_run=dry_run)
-    return RedirectResponse(f"{f.run_link(run['id'])}?done={'dry-run' if dry_run else 'started'}", status_code=303)
+    return taken(f.run_link(run["id"]), "dry-run" if dry_run else "started")
 
 
 @router.post("/runbooks/{name}/run")
@@ -228,7 +213,7 @@ def run_page(
     view: RunbooksView | None = View,
     ctx: ServiceContext = Context,
 ) -> HTMLResponse:
-    return _run_page(request, view, who, run_id, _now(ctx), notice=NOTICES.get(done, ""))
+    return _run_page(request, view, who, run_id, now_s(ctx), notice=NOTICES.get(done, ""))
 
 
 @router.get("/fragments/runs/{run_id}", response_class=HTMLResponse)
@@ -240,7 +225,7 @@ def run_fragment(
     ctx: ServiceContext = Context,
 ) -> HTMLResponse:
     """The run's live part alone: what htmx swaps in every 2 s while the run is not finished."""
-    status, page = _run_context(view, run_id, _now(ctx))
+    status, page = _run_context(view, run_id, now_s(ctx))
     if page["run"] is None:
         raise HTTPException(status, page["error"] or NOT_CONFIGURED)
     return render(request, "run_live.html", run=page["run"], can_run=_can_run(who))
@@ -254,16 +239,16 @@ def _run_action(name: str, done: str) -> Callable[..., Any]:
         view: RunbooksView | None = View,
         ctx: ServiceContext = Context,
     ) -> Response:
-        runner = _required(view)
+        runner = required(view, NOT_CONFIGURED)
         try:
             with _refusals():
                 await run_in_threadpool(getattr(runner, name), run_id, who.name)
         except Refused as exc:
             return await run_in_threadpool(
-                _run_page, request, runner, who, run_id, _now(ctx), status=exc.status, error=str(exc)
+                _run_page, request, runner, who, run_id, now_s(ctx), status=exc.status, error=str(exc)
             )
         event(log, f"runbook_run_{done}", run=run_id, by=who.name, via="page")
-        return RedirectResponse(f"{f.run_link(run_id)}?done={done}", status_code=303)
+        return taken(f.run_link(run_id), done)
 
     act.__name__ = f"{name}_from_page"
     return act

@@ -81,17 +81,21 @@ def is_form(request: Request) -> bool:
     return request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM_TYPE
 
 
-async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
-    """An HTML form's fields (first value of each), from a bounded urlencoded body."""
+async def read_form_pairs(request: Request, max_bytes: int = MAX_FORM_BYTES) -> list[tuple[str, str]]:
+    """An HTML form's fields in order, every value of each, from a bounded urlencoded body."""
     if not is_form(request):
         raise BadInput(f"send the form as {FORM_TYPE}")
     raw = await read_body(request, max_bytes)
     try:
-        pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS)
+        return parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadInput(f"form: {exc}") from None
+
+
+async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> dict[str, str]:
+    """An HTML form's fields (first value of each), from a bounded urlencoded body."""
     form: dict[str, str] = {}
-    for key, value in pairs:
+    for key, value in await read_form_pairs(request, max_bytes):
         form.setdefault(key, value)
     return form
 
