@@ -11,21 +11,17 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, HTTPException, Request
 from markupsafe import escape
 
 from alerting.service import AlertingService
 from dashboard import alerts as dashboard_alerts
 from dashboard.service import DashboardService
-from vigil.access import Principal, Role, authenticate, csrf_checker
-from vigil.app import create_app
-from vigil.kernel import RunPlan
-from vigil.settings import Settings
+from tests.integration.dashboard_app import Caller, as_, bind_caller, rules_app
+from vigil.access import Role
 from vigil.store import Store
 from vigil.store.schema import GAUGE, SUM
 
@@ -68,13 +64,6 @@ slos:
 """
 
 
-@dataclass
-class Caller:
-    """Who the bound `authenticate` answers as; None is anonymous."""
-
-    principal: Principal | None = None
-
-
 def insert_metrics(store: Store, edge: float) -> None:
     """A hot GPU now; and four hours of requests ending at the hour `edge`, with errors in the last two:
     100 good requests and, from `edge - 2h`, 1 error per 10 s sample."""
@@ -108,36 +97,6 @@ def insert_metrics(store: Store, edge: float) -> None:
         )
 
 
-def bind_caller(app: FastAPI, caller: Caller, *, own_csrf_check: bool = False) -> None:
-    """As the dashboard's auth does: the principal and its session's CSRF token on `request.state`; the
-    CSRF check compares the form field or header with it (or stays the dashboard service's own)."""
-
-    def who(request: Request) -> Principal | None:
-        if request.headers.get("authorization") == f"Bearer {TOKEN}":  # scripts, as VIGIL_API_TOKENS
-            return Principal("api-token", Role.ADMIN, "token")
-        request.state.principal = caller.principal
-        request.state.csrf_token = CSRF if caller.principal and caller.principal.via == "session" else ""
-        return caller.principal
-
-    async def check(request: Request) -> None:
-        form = await request.form()
-        if (form.get("csrf_token") or request.headers.get("x-csrf-token")) != CSRF:
-            raise HTTPException(403, "CSRF token missing or wrong")
-
-    app.dependency_overrides[authenticate] = who
-    if not own_csrf_check:
-        app.dependency_overrides[csrf_checker] = lambda: check
-
-
-def make_app(store: Store, data: Path, services: tuple[Any, ...]) -> FastAPI:
-    rules = data / "rules"
-    rules.mkdir(parents=True, exist_ok=True)
-    (rules / "test.yaml").write_text(RULES)
-    settings = Settings(data=data, rules_dir=rules, default_rules=False, api_tokens=[TOKEN])
-    plan = RunPlan(host="127.0.0.1", port=1, url="http://127.0.0.1:1", data=data)
-    return create_app(settings, store, plan, services=services)
-
-
 @pytest.fixture(scope="module")
 def edge(store: Store) -> float:
     edge = float(int(time.time()) // HOUR * HOUR)
@@ -147,9 +106,9 @@ def edge(store: Store) -> float:
 
 @pytest.fixture(scope="module")
 def served(store: Store, edge: float, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Caller]]:
-    app = make_app(store, tmp_path_factory.mktemp("dash"), (AlertingService, DashboardService))
+    app = rules_app(store, tmp_path_factory.mktemp("dash"), (AlertingService, DashboardService), RULES, TOKEN)
     caller = Caller()
-    bind_caller(app, caller)
+    bind_caller(app, caller, TOKEN, CSRF)
     with TestClient(app, follow_redirects=False) as client:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -164,10 +123,6 @@ def served(store: Store, edge: float, tmp_path_factory: pytest.TempPathFactory) 
 
 def api_auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
-
-
-def as_(caller: Caller, role: Role, via: str = "session") -> None:
-    caller.principal = Principal(f"{role.label}-1", role, via)  # type: ignore[arg-type]
 
 
 def silence_form(**over: Any) -> dict[str, Any]:
@@ -275,9 +230,9 @@ def test_the_forms_refuse_a_viewer_an_anonymous_caller_and_a_missing_csrf_token(
 
 
 def test_without_a_csrf_token_the_services_own_check_refuses(store: Store, edge: float, tmp_path: Path) -> None:
-    app = make_app(store, tmp_path, (AlertingService, DashboardService))
+    app = rules_app(store, tmp_path, (AlertingService, DashboardService), RULES, TOKEN)
     caller = Caller()
-    bind_caller(app, caller, own_csrf_check=True)
+    bind_caller(app, caller, TOKEN, CSRF, own_csrf_check=True)
     with TestClient(app, follow_redirects=False) as client:
         as_(caller, Role.ADMIN)
         r = client.post("/alerts/silence", data=silence_form(csrf_token=""))
@@ -339,9 +294,9 @@ def test_the_budget_api_wants_a_viewer_and_a_known_slo(served: Any) -> None:
 
 
 def test_without_alerting_both_pages_say_so(store: Store, tmp_path: Path) -> None:
-    app = make_app(store, tmp_path, (DashboardService,))
+    app = rules_app(store, tmp_path, (DashboardService,), RULES, TOKEN)
     caller = Caller()
-    bind_caller(app, caller)
+    bind_caller(app, caller, TOKEN, CSRF)
     as_(caller, Role.OPERATOR)
     with TestClient(app, follow_redirects=False) as client:
         for path in ("/alerts", "/slos"):

@@ -13,18 +13,17 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, HTTPException, Request
 from markupsafe import escape
 
 from alerting.service import AlertingService
 from dashboard.service import DashboardService
-from vigil.access import Principal, Role, authenticate, csrf_checker
+from tests.integration.dashboard_app import Caller, as_, bind_caller, rules_app
+from vigil.access import Role
 from vigil.app import create_app
 from vigil.incident_view import MAX_NOTE_CHARS
 from vigil.kernel import RunPlan
@@ -61,39 +60,6 @@ groups:
         annotations: {{summary: "GPU {{{{ $labels.gpu.uuid }}}} is hot"}}
         runbook: gpu-throttling
 """
-
-
-@dataclass
-class Caller:
-    """Who the bound `authenticate` answers as; None is anonymous."""
-
-    principal: Principal | None = None
-
-
-def bind_caller(app: FastAPI, caller: Caller) -> None:
-    def who(request: Request) -> Principal | None:
-        if request.headers.get("authorization") == f"Bearer {TOKEN}":
-            return Principal("api-token", Role.ADMIN, "token")
-        request.state.principal = caller.principal
-        request.state.csrf_token = CSRF if caller.principal and caller.principal.via == "session" else ""
-        return caller.principal
-
-    async def check(request: Request) -> None:
-        form = await request.form()
-        if (form.get("csrf_token") or request.headers.get("x-csrf-token")) != CSRF:
-            raise HTTPException(403, "CSRF token missing or wrong")
-
-    app.dependency_overrides[authenticate] = who
-    app.dependency_overrides[csrf_checker] = lambda: check
-
-
-def make_app(store: Store, data: Path, services: tuple[Any, ...]) -> FastAPI:
-    rules = data / "rules"
-    rules.mkdir(parents=True, exist_ok=True)
-    (rules / "test.yaml").write_text(RULES)
-    settings = Settings(data=data, rules_dir=rules, default_rules=False, api_tokens=[TOKEN])
-    plan = RunPlan(host="127.0.0.1", port=1, url="http://127.0.0.1:1", data=data)
-    return create_app(settings, store, plan, services=services)
 
 
 def insert_hot_gpu(store: Store) -> float:
@@ -138,16 +104,12 @@ def api_auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
-def as_(caller: Caller, role: Role) -> None:
-    caller.principal = Principal(f"{role.label}-1", role, "session")
-
-
 @pytest.fixture(scope="module")
 def served(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Caller, str]]:
     insert_hot_gpu(store)
-    app = make_app(store, tmp_path_factory.mktemp("incidents"), (AlertingService, DashboardService))
+    app = rules_app(store, tmp_path_factory.mktemp("incidents"), (AlertingService, DashboardService), RULES, TOKEN)
     caller = Caller()
-    bind_caller(app, caller)
+    bind_caller(app, caller, TOKEN, CSRF)
     with TestClient(app, follow_redirects=False) as client:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -331,9 +293,9 @@ def timeline_of(client: TestClient, iid: str) -> list[dict[str, Any]]:
 
 
 def test_without_alerting_the_pages_say_so(store: Store, tmp_path: Path) -> None:
-    app = make_app(store, tmp_path, (DashboardService,))
+    app = rules_app(store, tmp_path, (DashboardService,), RULES, TOKEN)
     caller = Caller()
-    bind_caller(app, caller)
+    bind_caller(app, caller, TOKEN, CSRF)
     as_(caller, Role.OPERATOR)
     with TestClient(app, follow_redirects=False) as client:
         r = client.get("/incidents")

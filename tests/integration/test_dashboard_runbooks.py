@@ -12,19 +12,19 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI
 from markupsafe import escape
 
 from dashboard.service import DashboardService
 from runbooks.loader import default_pack, load_file
 from runbooks.service import RunbooksService
+from tests.integration.dashboard_app import Caller, as_, bind_caller
 from tests.integration.workload_server import WorkloadServer
-from vigil.access import Principal, Role, authenticate, csrf_checker
+from vigil.access import Role
 from vigil.app import create_app
 from vigil.kernel import RunPlan, WorkloadPlan
 from vigil.settings import Settings
@@ -80,30 +80,6 @@ steps:
 }
 
 
-@dataclass
-class Caller:
-    """Who the bound `authenticate` answers as; None is anonymous."""
-
-    principal: Principal | None = None
-
-
-def bind_caller(app: FastAPI, caller: Caller) -> None:
-    def who(request: Request) -> Principal | None:
-        if request.headers.get("authorization") == f"Bearer {TOKEN}":
-            return Principal("api-token", Role.ADMIN, "token")
-        request.state.principal = caller.principal
-        request.state.csrf_token = CSRF if caller.principal and caller.principal.via == "session" else ""
-        return caller.principal
-
-    async def check(request: Request) -> None:
-        form = await request.form()
-        if (form.get("csrf_token") or request.headers.get("x-csrf-token")) != CSRF:
-            raise HTTPException(403, "CSRF token missing or wrong")
-
-    app.dependency_overrides[authenticate] = who
-    app.dependency_overrides[csrf_checker] = lambda: check
-
-
 def make_app(store: Store, data: Path, workload: WorkloadServer | None, services: tuple[Any, ...]) -> FastAPI:
     books = data / "runbooks"
     books.mkdir(parents=True, exist_ok=True)
@@ -131,13 +107,9 @@ def served(
 ) -> Iterator[tuple[TestClient, Caller]]:
     app = make_app(store, tmp_path_factory.mktemp("pages"), workload, (DashboardService, RunbooksService))
     caller = Caller()
-    bind_caller(app, caller)
+    bind_caller(app, caller, TOKEN, CSRF)
     with TestClient(app, follow_redirects=False) as client:
         yield client, caller
-
-
-def as_(caller: Caller, role: Role) -> None:
-    caller.principal = Principal(f"{role.label}-1", role, "session")
 
 
 def api(client: TestClient, path: str) -> Any:
@@ -345,7 +317,7 @@ def test_anonymous_callers_are_sent_to_log_in_and_viewers_cannot_start(served: A
 def test_without_the_runbook_service_the_pages_say_so(store: Store, tmp_path: Path) -> None:
     app = make_app(store, tmp_path, None, (DashboardService,))
     caller = Caller()
-    bind_caller(app, caller)
+    bind_caller(app, caller, TOKEN, CSRF)
     as_(caller, Role.OPERATOR)
     with TestClient(app, follow_redirects=False) as client:
         r = client.get("/runbooks")
