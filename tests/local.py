@@ -1,4 +1,5 @@
-"""`vigil up` (and other `vigil` subcommands) as child processes on loopback, for the tests and benchmarks.
+"""`vigil up` (and other `vigil` subcommands) as child processes on loopback, for the tests and benchmarks;
+and one app served by uvicorn in a thread, for tests of a router over real HTTP.
 
 Not part of the installed package: `bench/` puts the repository root on `sys.path` to import it.
 """
@@ -10,12 +11,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +42,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """`app` on 127.0.0.1 (`port`, or a free one) in a uvicorn thread; yields its URL once it listens."""
+    port = free_port() if port is None else port
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        if not wait_until(lambda: server.started, 20, every=0.05):
+            raise RuntimeError(f"uvicorn did not start on port {port} within 20 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def up_command(data: Path, port: int, *flags: str) -> list[str]:

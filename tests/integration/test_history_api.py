@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pyarrow.parquet as pq
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -21,6 +18,7 @@ import vigil.access
 from dashboard import history
 from dashboard.context import service_context
 from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, expected, fleet, insert
+from tests.local import free_port, serving
 from vigil.access import Principal, Role
 from vigil.kernel import RunPlan, ServiceContext
 from vigil.settings import Settings
@@ -29,12 +27,6 @@ from vigil.store.read import NONE_LABEL
 from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M
 
 WHO: dict[str, Principal | None] = {"now": Principal("t", Role.VIEWER, "token")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +44,8 @@ def api(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
     app.include_router(history.router)
     app.dependency_overrides[service_context] = lambda: ctx
     app.dependency_overrides[vigil.access.authenticate] = lambda: WHO["now"]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with httpx.Client(base_url=plan.url, timeout=30) as client:
+    with serving(app, port) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client, base, points
-    server.should_exit = True
-    thread.join(10)
 
 
 def params(base: int, **extra: str | int) -> dict[str, str | int]:

@@ -4,8 +4,6 @@ order with authors (transitions, silences, notes, runbook audit rows), refusals 
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,13 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 import vigil.access
 from alerting.notify.silence import SilenceStore
 from alerting.service import AlertingService
+from tests.local import serving
 from tests.unit.alerting.fakes import ERRORS, FakeQuery, FakeRule, RecordingNotifier
 from vigil.access import Principal, Role
 from vigil.incident_view import MAX_NOTE_CHARS
@@ -117,12 +115,6 @@ def test_the_evaluator_opens_joins_and_resolves_and_a_restart_keeps_the_open_one
         again.close(5)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def api(fresh: Store, tmp_path: Path) -> Iterator[tuple[httpx.Client, AlertingService, FakeQuery]]:
     """AlertingService's routers and providers served by uvicorn in a thread; WHO["now"] is the caller.
@@ -132,25 +124,16 @@ def api(fresh: Store, tmp_path: Path) -> Iterator[tuple[httpx.Client, AlertingSe
     query = FakeQuery()
     query.set(ERRORS, a=0.9)
     svc = started(fresh, query, tmp_path, for_s=0)
-    port = free_port()
     app = FastAPI()
     for router in svc.routers:
         app.include_router(router)
     app.dependency_overrides.update(svc.providers)
     app.dependency_overrides[vigil.access.authenticate] = lambda: WHO["now"]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     WHO["now"] = OPERATOR
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        with serving(app) as url, httpx.Client(base_url=url, timeout=30) as client:
             yield client, svc, query
     finally:
-        server.should_exit = True
-        thread.join(10)
         svc.close(5)
 
 

@@ -10,20 +10,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 
 from dashboard import query as query_api
 from dashboard.context import service_context
-from tests.local import ROOT, free_port, wait_until
+from tests.local import ROOT, free_port, serving
 from vigil.access import Principal, Role, authenticate
 from vigil.kernel import RunPlan, ServiceContext
 from vigil.settings import Settings
@@ -50,14 +48,8 @@ def api(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     app.include_router(query_api.router)
     app.dependency_overrides[service_context] = lambda: ctx
     app.dependency_overrides[authenticate] = _who
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    assert wait_until(lambda: httpx.post(f"{url}/api/v1/query").status_code == 401, 20)
-    yield url
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, port) as url:
+        yield url
 
 
 def post(url: str, body: object, token: str | None = TOKEN, **kw: object) -> httpx.Response:
