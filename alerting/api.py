@@ -28,6 +28,7 @@ from alerting.shapes import (
 )
 from alerting.state import Transition
 from vigil.access import Principal, Role, require
+from vigil.http import read_body
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_HISTORY = 1000
@@ -150,14 +151,7 @@ def list_silences(
 
 @router.post("/silences", summary="Create a silence; answers its silenceID")
 async def create_silence(request: Request, alerting: Alerting = Bound, who: Principal = Operator) -> JSONResponse:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body over {MAX_BODY_BYTES} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise ApiError(413, f"body over {MAX_BODY_BYTES} bytes")
+    raw = await read_body(request, MAX_BODY_BYTES)
     now = alerting.now()
     req = parse_silence(raw, now, who.name)
     store = _silences(alerting)

@@ -1,7 +1,8 @@
 """The incidents API under `/api/v1/incidents`: viewers read, operators write notes and close by hand.
 
-The one place incident refusals become HTTP statuses: a bad field 400 (the message names it),
-an unknown incident 404, closing one already resolved 409, a store that did not answer 503.
+Refusals are answered with the status `vigil.incident_view.REFUSAL_STATUS` gives them, as the pages
+answer them: a bad field 400 (the message names it), an unknown incident 404, closing one already
+resolved 409, a store that did not answer 503.
 """
 
 from __future__ import annotations
@@ -11,18 +12,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from vigil.access import Principal, Role, require
-from vigil.incident_view import (
-    MAX_NOTE_CHARS,
-    IncidentRequestError,
-    IncidentResolved,
-    IncidentsUnavailable,
-    IncidentsView,
-    UnknownIncident,
-    incidents_view,
-)
+from vigil.http import answer, read_body
+from vigil.incident_view import MAX_NOTE_CHARS, REFUSAL_STATUS, IncidentsView, incidents_view
 
 MAX_BODY_BYTES = 4 * MAX_NOTE_CHARS + 1024  # a note's characters as UTF-8 at worst, and the JSON around it
 
@@ -33,21 +26,8 @@ def _view(view: IncidentsView | None = Depends(incidents_view)) -> IncidentsView
     return view
 
 
-def _status(exc: IncidentRequestError | IncidentsUnavailable) -> HTTPException:
-    if isinstance(exc, UnknownIncident):
-        return HTTPException(404, str(exc))
-    if isinstance(exc, IncidentResolved):
-        return HTTPException(409, str(exc))
-    if isinstance(exc, IncidentRequestError):
-        return HTTPException(400, str(exc))
-    return HTTPException(503, str(exc))
-
-
 async def _call(fn: Any, *args: Any) -> Any:
-    try:
-        return await run_in_threadpool(fn, *args)
-    except (IncidentRequestError, IncidentsUnavailable) as exc:
-        raise _status(exc) from None
+    return await answer(REFUSAL_STATUS, fn, *args)
 
 
 class NoteIn(BaseModel):
@@ -56,14 +36,7 @@ class NoteIn(BaseModel):
 
 
 async def _note_body(request: Request) -> NoteIn:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"body over {MAX_BODY_BYTES} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise HTTPException(413, f"body over {MAX_BODY_BYTES} bytes")
+    raw = await read_body(request, MAX_BODY_BYTES)
     try:
         return NoteIn.model_validate(json.loads(raw))
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -5,7 +5,7 @@ once a form is taken, so a reload never posts twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -14,10 +14,11 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
 from dashboard.auth.errors import AuthError
-from dashboard.auth.http import read_form_pairs, status_of
+from dashboard.auth.http import read_form_pairs
+from dashboard.auth.http import status_of as auth_status
+from vigil.http import Statuses, kinds, status_of
 
 V = TypeVar("V")
-Statuses = Sequence[tuple[type[Exception], int]]
 
 
 class Refused(Exception):
@@ -30,11 +31,12 @@ class Refused(Exception):
 
 @contextmanager
 def refusals(statuses: Statuses) -> Iterator[None]:
-    """Each exception of a kind in `statuses` (first match wins) leaves as a `Refused` with its status."""
+    """Each exception of a kind in `statuses` (first match wins) leaves as a `Refused` with its status: the
+    view module's table, so a page answers a refusal as the JSON API does."""
     try:
         yield
-    except tuple(kind for kind, _ in statuses) as exc:
-        raise Refused(next(code for kind, code in statuses if isinstance(exc, kind)), str(exc)) from None
+    except kinds(statuses) as exc:
+        raise Refused(status_of(exc, statuses), str(exc)) from None
 
 
 async def read_page_form(request: Request) -> FormData:
@@ -46,7 +48,7 @@ async def read_page_form(request: Request) -> FormData:
     try:
         pairs = await read_form_pairs(request)  # the CSRF check may have read the body already
     except AuthError as exc:
-        raise HTTPException(status_of(exc), str(exc)) from None
+        raise HTTPException(auth_status(exc), str(exc)) from None
     return FormData(pairs)
 
 

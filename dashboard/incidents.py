@@ -26,15 +26,7 @@ from dashboard.forms import Refused, read_page_form, refusals, required, taken
 from dashboard.incident_marks import Coalesced, marks_json
 from dashboard.render import render
 from vigil.access import Principal, Role, require
-from vigil.incident_view import (
-    MAX_NOTE_CHARS,
-    IncidentRequestError,
-    IncidentResolved,
-    IncidentsUnavailable,
-    IncidentsView,
-    UnknownIncident,
-    incidents_view,
-)
+from vigil.incident_view import MAX_NOTE_CHARS, REFUSAL_STATUS, IncidentsView, incidents_view
 from vigil.kernel import ServiceContext
 from vigil.logs import event
 
@@ -44,13 +36,6 @@ STATUSES = ("all", "open", "resolved")
 LIST_SHOWN = 200  # the API lists up to 1000
 NOT_CONFIGURED = "incidents not configured"
 NOTICES = {"noted": "Note added.", "closed": "Incident closed."}  # fixed: a link cannot inject text
-# As the incidents API answers them (alerting/incidents_api.py is the JSON side of the same mapping).
-_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (UnknownIncident, 404),
-    (IncidentResolved, 409),
-    (IncidentRequestError, 400),
-    (IncidentsUnavailable, 503),
-)
 
 router = APIRouter()
 Viewer = Depends(require(Role.VIEWER, page=True))
@@ -75,7 +60,7 @@ def incidents_page(
         code, page["error"], status = 400, f"status: {status!r}; use all, open or resolved", "all"
     elif view is not None:
         try:
-            with refusals(_STATUS):
+            with refusals(REFUSAL_STATUS):
                 found = view.list(status, LIST_SHOWN)  # type: ignore[arg-type]  # checked above
             page["incidents"] = [f.incident_row(i, now_s(ctx)) for i in found]
         except Refused as exc:
@@ -99,7 +84,7 @@ def _incident_page(
     if view is None:
         return render(request, "incident.html", status=404, configured=False, **page)
     try:
-        with refusals(_STATUS):
+        with refusals(REFUSAL_STATUS):
             found = view.get(incident_id)
     except Refused as exc:
         page["error"] = error or str(exc)
@@ -149,7 +134,7 @@ async def _act(
 ) -> Response:
     """A page form's change, then back to the incident; refused, the page again with the reason and the note."""
     try:
-        with refusals(_STATUS):
+        with refusals(REFUSAL_STATUS):
             await run_in_threadpool(change)
     except Refused as exc:
         return await run_in_threadpool(
@@ -204,7 +189,7 @@ def incident_marks(
     if view is None:
         raise HTTPException(503, "incidents are unavailable: alerting is not running")
     try:
-        with refusals(_STATUS):
+        with refusals(REFUSAL_STATUS):
             body = MARKS.get((id(view), incident_id), lambda: marks_json(view, ctx.store, incident_id, now_s(ctx)))
     except Refused as exc:
         raise HTTPException(exc.status, str(exc)) from None

@@ -26,15 +26,7 @@ from dashboard.render import render
 from vigil.access import Principal, Role, require
 from vigil.kernel import ServiceContext
 from vigil.logs import event
-from vigil.runbook_view import (
-    BadRunRequest,
-    RunbookRequestError,
-    RunbooksView,
-    RunConflict,
-    TooManyRuns,
-    UnknownName,
-    runbooks_view,
-)
+from vigil.runbook_view import REFUSAL_STATUS, RunbooksView, runbooks_view
 from vigil.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -49,14 +41,6 @@ NOTICES = {
     "retried": "Retried from the step it stopped at.",
     "cancelled": "Cancel asked: the run stops after its current step.",
 }
-# As the runbook API answers them (runbooks/api.py is the JSON side of the same mapping).
-_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (UnknownName, 404),
-    (RunConflict, 409),
-    (TooManyRuns, 429),
-    (BadRunRequest, 400),
-    (RunbookRequestError, 400),  # any other refusal the view may add
-)
 
 router = APIRouter(include_in_schema=False)
 Viewer = Depends(require(Role.VIEWER, page=True))
@@ -70,7 +54,7 @@ Context = Depends(service_context)
 def _refusals() -> Iterator[None]:
     """The one mapping of this module: a runbook refusal to its status, a failed store to 503."""
     try:
-        with refusals(_STATUS):
+        with refusals(REFUSAL_STATUS):
             yield
     except StoreError as exc:
         raise Refused(503, f"the store failed: {exc}") from None

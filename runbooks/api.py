@@ -1,25 +1,20 @@
-"""The runbook HTTP API under `/api/v1`: runbooks, runs, approvals. The one place runbook refusals
-become HTTP statuses. Viewers read; operators start, approve, retry and cancel (with CSRF on a session).
+"""The runbook HTTP API under `/api/v1`: runbooks, runs, approvals. Refusals are answered with the status
+`vigil.runbook_view.REFUSAL_STATUS` gives them, as the pages answer them. Viewers read; operators start,
+approve, retry and cancel (with CSRF on a session).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from vigil.access import Principal, Role, require
-from vigil.runbook_view import BadRunRequest, RunbookRequestError, RunbooksView, RunConflict, TooManyRuns, UnknownName
+from vigil.http import answer
+from vigil.runbook_view import REFUSAL_STATUS, RunbooksView
 
 router = APIRouter(prefix="/api/v1", tags=["runbooks"])
-_STATUS: tuple[tuple[type[RunbookRequestError], int], ...] = (
-    (UnknownName, 404),
-    (RunConflict, 409),
-    (TooManyRuns, 429),
-    (BadRunRequest, 400),
-)
 
 
 def get_runbooks() -> RunbooksView:
@@ -40,16 +35,8 @@ class StartBody(BaseModel):
     dry_run: bool = False
 
 
-class _Call(Protocol):
-    def __call__(self, *args: Any) -> Any: ...
-
-
-async def _answer(call: _Call, *args: Any) -> Any:
-    try:
-        return await run_in_threadpool(call, *args)
-    except RunbookRequestError as exc:
-        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
-        raise HTTPException(status, str(exc)) from None
+async def _answer(call: Any, *args: Any) -> Any:
+    return await answer(REFUSAL_STATUS, call, *args)
 
 
 @router.get("/runbooks", summary="Every loaded runbook: parameters, target kind, steps")

@@ -3,8 +3,8 @@
 Like `vigil.views.AlertsView`: alerting binds its view through its `providers` for the placeholder
 below; a page declares `Depends(incidents_view)` and gets None when alerting is not running.
 Values are JSON-ready dicts in the shapes of `GET /api/v1/incidents` and `GET /api/v1/incidents/{id}`,
-so a page and a script read the same thing. Refusals are typed; whoever serves them maps them to
-statuses (the incidents API: unknown 404, already resolved 409, bad request 400, store down 503).
+so a page and a script read the same thing. Refusals are typed; `REFUSAL_STATUS` gives each its HTTP status
+(unknown 404, already resolved 409, bad request 400, store down 503) for the API and the pages alike.
 """
 
 from __future__ import annotations
@@ -31,6 +31,15 @@ class IncidentResolved(IncidentRequestError):
 
 class IncidentsUnavailable(Exception):
     """The store did not answer; nothing was changed. The message says what failed."""
+
+
+# The status each refusal is answered with, by the API and the pages alike (the first kind that matches).
+REFUSAL_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownIncident, 404),
+    (IncidentResolved, 409),
+    (IncidentRequestError, 400),
+    (IncidentsUnavailable, 503),
+)
 
 
 class IncidentsView(Protocol):

@@ -3,8 +3,8 @@
 Like `vigil.views.AlertsView`: the runbook service binds its view through its `providers` for the
 placeholder below; a page declares `Depends(runbooks_view)` and gets None when runbooks are not
 running. Values are JSON-ready dicts in the shapes of `/api/v1/runbooks` and `/api/v1/runs`, so a
-page and a script read the same thing. Refusals are typed; whoever serves them maps them to statuses
-(the runbook API: unknown 404, conflict 409, bad request 400, too many 429).
+page and a script read the same thing. Refusals are typed; `REFUSAL_STATUS` gives each its HTTP status
+(unknown 404, conflict 409, bad request 400, too many 429) for the API and the pages alike.
 """
 
 from __future__ import annotations
@@ -31,6 +31,16 @@ class BadRunRequest(RunbookRequestError):
 
 class TooManyRuns(RunbookRequestError):
     """As many runs are active as the service allows at once."""
+
+
+# The status each refusal is answered with, by the API and the pages alike (the first kind that matches).
+REFUSAL_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownName, 404),
+    (RunConflict, 409),
+    (TooManyRuns, 429),
+    (BadRunRequest, 400),
+    (RunbookRequestError, 400),  # any other refusal
+)
 
 
 class RunbooksView(Protocol):
