@@ -15,10 +15,10 @@ import httpx
 
 from alerting.rules import UP_INTERVALS_S, RuleError, check_file
 from alerting.source import parse_duration
+from vigil.api_client import TOKEN_ENV, bearer_client, error_detail
 from vigil.errors import CliError
 
 NAME = "alerting"
-TOKEN_ENV = "VIGIL_API_TOKEN"  # a bearer token of the API: one an admin made at /admin, or one of VIGIL_API_TOKENS
 _SILENCE_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_.\-/]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
 
 
@@ -99,9 +99,7 @@ def parse_silence_matcher(text: str) -> dict[str, Any]:
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
-    token = os.environ.get(TOKEN_ENV)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=args.url, headers=headers, timeout=10.0)
+    return bearer_client(args.url, os.environ.get(TOKEN_ENV), timeout=10.0)
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
@@ -117,11 +115,7 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     if response.status_code == 403:
         raise CliError(f"403 from {method} {path}: {TOKEN_ENV}'s token lacks the role (silences need operator)")
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise CliError(f"{response.status_code} from {method} {path}: {detail}")
+        raise CliError(f"{response.status_code} from {method} {path}: {error_detail(response)}")
     return response.json() if response.content else {}
 
 

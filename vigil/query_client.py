@@ -14,13 +14,12 @@ from typing import Any, TextIO
 
 import httpx
 
+from vigil.api_client import TOKEN_ENV, bearer_client, error_detail
 from vigil.errors import CliError
 from vigil.pidlock import LockHeld, PidLock
 from vigil.store import QueryResult
 from vigil.store.client import embedded_path
 from vigil.tsv import row as tsv_row
-
-TOKEN_ENV = "VIGIL_API_TOKEN"  # one of the server's VIGIL_API_TOKENS, or a token an admin made
 
 
 def lock_holder(store_url: str) -> str | None:
@@ -45,19 +44,14 @@ def answers(url: str) -> bool:
 
 
 def _client(url: str, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=120.0)
+    return bearer_client(url, token, timeout=120.0)
 
 
 def _answer(response: httpx.Response, url: str) -> QueryResult:
     if response.status_code == 401:
         raise CliError(f"401 from {url}: set {TOKEN_ENV} to one of the server's VIGIL_API_TOKENS or an API token")
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise CliError(f"query failed ({response.status_code}): {detail}")
+        raise CliError(f"query failed ({response.status_code}): {error_detail(response)}")
     body = response.json()
     return QueryResult(tuple(body["columns"]), [tuple(r) for r in body["rows"]])
 
