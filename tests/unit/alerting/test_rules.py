@@ -192,6 +192,17 @@ def test_an_slo_document_compiles_to_burn_rate_rules_and_a_spec(tmp_path: Path) 
     assert (spec.service, spec.name, spec.objective, spec.period_s) == ("inference", "availability", 99.9, 30 * 86400)
 
 
+def test_an_slos_ticket_alert_has_a_name_of_its_own(tmp_path: Path) -> None:
+    """Under the page's name the ticket joins the page's notification group (grouped by alertname) and
+    sends the page again when it fires; so it is `<name>Ticket`, or what its section names it."""
+    both = SLO.replace("ticket_alert: {disable: true}", "ticket_alert: {}")
+    page, ticket = load_rule_files([write(tmp_path, both)])
+    assert (page.name, page.labels["severity"]) == ("Burn", "page")
+    assert (ticket.name, ticket.labels["severity"], ticket.group) == ("BurnTicket", "ticket", "slo/inference/ticket")
+    named = SLO.replace("ticket_alert: {disable: true}", "ticket_alert: {name: SlowBurn}")
+    assert [r.name for r in load_rule_files([write(tmp_path, named)])] == ["Burn", "SlowBurn"]
+
+
 @pytest.mark.parametrize(
     ("old", "new", "line", "says"),
     [
