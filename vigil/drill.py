@@ -4,7 +4,7 @@ For each fault in turn: inject it (`POST /api/v1/drill/faults`), wait for its al
 start the linked runbook or start it, approve as the drill user where the runbook asks, wait for the
 run to end and the alert to resolve, then clear every fault. One row per fault: seconds from the
 injection to detection, to the run's start and to mitigated-and-verified (the run succeeded and the
-alert resolved), the pages the notification log shows for the alert, and the outcome. The table is
+alert resolved), the pages the notification log shows for its incident, and the outcome. The table is
 printed, written as JSON with --json, and kept as a note on each fault's incident.
 
 The drill acts as an operator token named after --approver, which it creates for the drill and revokes
@@ -316,19 +316,29 @@ class Drill:
         return {"state": "timed out", "reason": f"still running after {self.timeout_s:g}s; cancelled"}
 
     def incident_and_pages(self, row: Row, fingerprint: str, wall0: float) -> None:
-        sent = self.api.call("GET", f"/api/v1/notifications?since={wall0 - 1:.3f}")["notifications"]
-        row.pages = sum(1 for n in sent if any(a["fingerprint"] == fingerprint for a in n["firing"]))
+        """The alert's incident, and the pages on-call got for it: notifications since the injection that
+        told firing the followed alert or any page-severity alert of the same incident (an outage that
+        also burns the error budget is one incident; two notifications for it are two pages)."""
+        pagers = {fingerprint}
         for incident in self.api.call("GET", "/api/v1/incidents?status=all&limit=20")["incidents"]:
             detail = self.api.call("GET", f"/api/v1/incidents/{incident['id']}")
-            if any(a["fingerprint"] == fingerprint for a in detail.get("alerts", [])):
+            alerts = detail.get("alerts", [])
+            if any(a.get("fingerprint") == fingerprint for a in alerts):
                 row.incident = incident["id"]
-                return
+                pagers |= {a["fingerprint"] for a in alerts if _severity(a) == "page" and a.get("fingerprint")}
+                break
+        sent = self.api.call("GET", f"/api/v1/notifications?since={wall0 - 1:.3f}")["notifications"]
+        row.pages = sum(1 for n in sent if any(a["fingerprint"] in pagers for a in n["firing"]))
 
     def record(self, row: Row) -> None:
         if not row.incident:
             return
         text = f"vigil drill, fault {row.fault}:\n{table([row])}\n{json.dumps(asdict(row), sort_keys=True)}"
         self.write("POST", f"/api/v1/incidents/{row.incident}/notes", json={"text": text[:4000]}, ok=(409,))
+
+
+def _severity(alert: dict[str, Any]) -> str:
+    return str(alert.get("severity") or alert.get("labels", {}).get("severity", ""))
 
 
 def _unix(value: Any) -> float:
