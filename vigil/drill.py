@@ -13,6 +13,7 @@ after (when its own token is an admin's), so the incident's timeline says who ap
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -39,11 +40,15 @@ class FaultPlan:
     alerts: tuple[str, ...]
     where: str  # workload | gpus
     params: dict[str, Any] = field(default_factory=dict)  # for the runbook, where the drill starts it
+    prefer_s: float = 0.0  # after another alert, how long the first-listed one may take to follow
 
 
 FAULTS: dict[str, FaultPlan] = {
     "errors": FaultPlan(
-        {"kind": "errors", "params": {"rate": 1.0}}, ("InferenceOutage", "InferenceErrorBudgetBurn"), "workload"
+        {"kind": "errors", "params": {"rate": 1.0}},
+        ("InferenceOutage", "InferenceErrorBudgetBurn"),
+        "workload",
+        prefer_s=15.0,
     ),
     "latency": FaultPlan(
         {"kind": "latency", "params": {"delay_ms": 300}},
@@ -51,12 +56,12 @@ FAULTS: dict[str, FaultPlan] = {
         "workload",
     ),
     "stall": FaultPlan({"kind": "stall"}, ("EngineStalled", "EngineStalledQueued"), "workload"),
-    # 98 % of the KV blocks withheld leaves room for about two demo requests: any overlap of demo traffic
-    # (2 req/s) preempts, a few times in 15 s (at 95 % most overlaps still fit and it rarely preempted).
+    # 98.5 % of the 512 KV blocks withheld leaves 8, under two demo requests (5 blocks each): any overlap
+    # of demo traffic (2 req/s) preempts (at 95 % or 98 % two still fit, and it preempted only now and then).
     # One sequence at a time is what fits then, so the drill asks the runbook for max_num_seqs 1; the
     # drill's clear puts the workload's config back as it was (runbooks.faults_api)
     "kv_pressure": FaultPlan(
-        {"kind": "kv_pressure", "params": {"fraction": 0.98}},
+        {"kind": "kv_pressure", "params": {"fraction": 0.985}},
         ("PreemptionStorm", "KvCacheSaturated"),
         "workload",
         {"max_num_seqs": 1},
@@ -72,6 +77,7 @@ FAULTS: dict[str, FaultPlan] = {
         {"kind": "ecc", "params": {"ecc": "uncorrected", "count": 2, "gpu": 0}},
         ("GpuEccUncorrectable", "GpuXidNeedsReset"),
         "gpus",
+        prefer_s=15.0,
     ),
 }
 
@@ -247,6 +253,16 @@ class Drill:
             row.outcome = f"not detected in {self.timeout_s:g}s"
             raise
         row.detected_s = round(self.clock() - t0, 1)
+        if alert["labels"]["alertname"] != plan.alerts[0] and plan.prefer_s:
+            # a slower alert the drill prefers may still come: the errors fault fires the SLO burn first,
+            # whose 5 m short window holds it long after any fix, while InferenceOutage resolves and
+            # starts its own restart; detection stays the first page's time
+            def preferred() -> dict[str, Any] | None:
+                found = new_alert()
+                return found if found and found["labels"]["alertname"] == plan.alerts[0] else None
+
+            with contextlib.suppress(CliError):
+                alert = self.wait(plan.alerts[0], min(until, self.clock() + plan.prefer_s), preferred)
         row.alert = alert["labels"]["alertname"]
         row.runbook = alert.get("runbook") or alert["annotations"].get("runbook", "")
         fp = alert["fingerprint"]
