@@ -19,7 +19,10 @@
           annotations: {summary: "..."}
           runbook: inference-errors
           page_alert: {labels: {...}, annotations: {...}, disable: false}
-          ticket_alert: {labels: {...}, annotations: {...}, disable: false}
+          ticket_alert: {name: ..., labels: {...}, annotations: {...}, disable: false}
+
+The ticket alert is named `<name>Ticket` unless its section names it: under one name it would join the
+page's notification group (grouped by alertname) and re-send the page when it fires minutes later.
 
 Where Sloth takes PromQL, a query here is `{metric, matchers}`. Page rules are evaluated every
 2 s, ticket rules every 15 s, each kind in a group of its own (`slo/<service>/page`, `.../ticket`).
@@ -138,13 +141,15 @@ def _alerts(s: Section, spec: SloSpec, groups: dict[str, str]) -> list[BurnRateR
     )
     for alert, key, interval, windows in kinds:
         section = a.section(key)
+        alert_name = name if alert == "page" else f"{name}Ticket"
         extra_labels: dict[str, str] = {}
         extra_annotations: dict[str, str] = {}
         if section is not None:
-            section.allow("labels", "annotations", "disable")
+            section.allow("name", "labels", "annotations", "disable")
             if section.get("disable", bool, False):
                 continue
-            extra_labels = rule_labels(section, name, default_severity=alert)
+            alert_name = section.text("name", alert_name)
+            extra_labels = rule_labels(section, alert_name, default_severity=alert)
             if extra_labels[SEVERITY] != alert:
                 section.fail("labels", f"severity of a {key} is {alert}: route on another label")
             extra_annotations = rule_annotations(section)
@@ -152,7 +157,7 @@ def _alerts(s: Section, spec: SloSpec, groups: dict[str, str]) -> list[BurnRateR
         info = SloInfo(spec.service, spec.name, spec.objective, spec.period_s, alert, windows)
         out.append(
             BurnRateRule(
-                name=name,
+                name=alert_name,
                 group=groups[alert],
                 interval_s=interval,
                 spec=spec,

@@ -56,7 +56,10 @@ class StartTimes:
     """Start times of cumulative series, with resets.
 
     A series starts at its `created` time when the source states one (Prometheus `_created`), else
-    at `first_seen_ns` (the engine's process start, or the agent's). A value below the previous one
+    at `first_seen_ns` (the engine's process start, or the agent's) when it is there from the first
+    reading; one that first appears later (an XID code's count, a labelled counter's first increment)
+    was absent, so 0, at the reading before, and starts just after it: the store then counts its
+    first value as an increase inside any window holding that start. A value below the previous one
     means the source restarted its count: the series starts again just after the previous reading.
     Series unseen for `forget_after` readings of others are forgotten, so the map stays bounded.
     """
@@ -64,13 +67,19 @@ class StartTimes:
     def __init__(self, forget_after: int = 1000) -> None:
         self._series: dict[Any, list[float]] = {}  # key -> [start_ns, last_value, last_time_ns, created, tick]
         self._tick = 0
+        self._now_ns = 0  # the latest reading's time, and the one before it
+        self._previous_ns = 0
         self.forget_after = forget_after
         self.resets = 0
 
     def start(self, key: Any, value: float, now_ns: int, first_seen_ns: int, created_ns: int | None = None) -> int:
+        if now_ns > self._now_ns:
+            self._previous_ns, self._now_ns = self._now_ns, now_ns
         entry = self._series.get(key)
         if entry is None:
             start = created_ns if created_ns is not None else min(first_seen_ns, now_ns)
+            if created_ns is None and self._previous_ns > first_seen_ns:
+                start = self._previous_ns + 1
             self._series[key] = [start, value, now_ns, created_ns or 0, self._tick]
             return int(start)
         if created_ns is not None:

@@ -1,6 +1,11 @@
 """Fault injection for drills, under `/api/v1/drill`: `vigil drill` (or a person) breaks the reference
 workload or a simulated GPU on purpose, through the same control APIs the runbook actions use.
 
+A runbook's fix may change the workload's config (kv-cache-saturated lowers max_num_seqs, the shedding
+runbooks shed): the config as it was before a drill's first workload fault is kept, and clearing the
+faults restores it, so a drill leaves the workload as it found it. The runbook cannot raise it back
+itself: it verifies while the fault is still injected, and a raised max_num_seqs would preempt again.
+
 A drill is for the reference workload and simulated GPUs. Anything else is refused (409) unless the
 request says `i_know_this_is_production: true`; even then the agent refuses faults on real GPUs itself.
 Viewers read what is injected and where; operators inject and clear (with CSRF on a session).
@@ -26,6 +31,7 @@ WORKLOAD_KINDS = frozenset({"errors", "latency", "stall", "kv_pressure", "crash"
 GPU_KINDS = frozenset({"xid", "thermal", "ecc", "fall-off-bus"})
 REFERENCE_MODEL = "vigil-tiny-lm"  # what the reference workload serves (workload.model)
 TIMEOUT_S = 5.0
+RESTORED = ("max_num_seqs", "max_num_batched_tokens", "num_blocks", "shed_fraction")  # what a drill puts back
 
 
 class DrillRefused(Exception):
@@ -50,6 +56,7 @@ class DrillFaults:
     def __init__(self, plan: RunPlan, client: httpx.Client | None = None) -> None:
         self._plan = plan
         self._http = client or httpx.Client(timeout=TIMEOUT_S)
+        self._config_before: dict[str, Any] | None = None  # the workload's, before this drill's first fault
 
     def close(self) -> None:
         self._http.close()
@@ -122,6 +129,10 @@ class DrillFaults:
                     "send i_know_this_is_production: true to break it anyway"
                 )
             url, headers = self._workload()
+            if self._config_before is None:
+                status, config = self._call("GET", f"{url}/control/config", headers=headers)
+                if status == 200 and isinstance(config, dict):
+                    self._config_before = {k: config[k] for k in RESTORED if k in config}
             status, body = self._call(
                 "POST", f"{url}/control/fault", headers=headers, json={"kind": fault.kind, **fault.params}
             )
@@ -142,16 +153,46 @@ class DrillFaults:
         event(log, "drill_fault_injected", kind=fault.kind, **{k: str(v) for k, v in fault.params.items()})
         return {"kind": fault.kind, "params": fault.params, "answer": body}
 
+    def _restore(self, url: str, headers: dict[str, str], before: dict[str, Any]) -> dict[str, Any]:
+        """Put back what differs from the config kept before the drill; answers what was put back."""
+        status, now = self._call("GET", f"{url}/control/config", headers=headers)
+        if status != 200 or not isinstance(now, dict):
+            raise FaultFailed(f"the workload's config could not be read to restore it: {_detail(now)}")
+        done: dict[str, Any] = {}
+        patch = _restored_patch(before, now)
+        if patch:
+            status, body = self._call("PATCH", f"{url}/control/config", headers=headers, json=patch)
+            if status >= 400:
+                raise FaultFailed(f"restoring the workload's config {patch} answered {status}: {_detail(body)}")
+            done.update(patch)
+        shed = before.get("shed_fraction")
+        if shed is not None and now.get("shed_fraction") != shed:
+            status, body = self._call("POST", f"{url}/control/shed", headers=headers, json={"fraction": shed})
+            if status >= 400:
+                raise FaultFailed(f"restoring the shed fraction {shed} answered {status}: {_detail(body)}")
+            done["shed_fraction"] = shed
+        if done:
+            event(log, "drill_config_restored", **{k: str(v) for k, v in done.items()})
+        return done
+
     def clear(self) -> dict[str, Any]:
-        """Clear every fault where a drill may inject one; answers what each place said."""
+        """Clear every fault where a drill may inject one, and put back the workload's config as it was
+        before the drill's first workload fault; answers what each place said."""
         out: dict[str, Any] = {}
         if self._plan.workload is not None:
             url, headers = self._workload()
             out["workload"] = self._call("DELETE", f"{url}/control/fault", headers=headers)[1]
+            if self._config_before is not None:
+                out["restored"] = self._restore(url, headers, self._config_before)
+                self._config_before = None
         if self._plan.agent is not None:
             out["gpus"] = self._call("DELETE", f"{self._plan.agent.control_url}/faults")[1]
         event(log, "drill_faults_cleared")
         return out
+
+
+def _restored_patch(before: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in before.items() if k != "shed_fraction" and now.get(k) != v}
 
 
 def _detail(body: Any) -> str:

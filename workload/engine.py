@@ -167,6 +167,10 @@ class Engine:
     def submit(self, seq: Sequence) -> None:
         with self._wake:
             if self._dead:
+                # a request that reaches a dead engine ends in an engine error, and is counted as one:
+                # otherwise a crash between requests shows no error at all (the drill's crash fault paged
+                # nobody: no request finished, /metrics still answered, nothing ran or waited)
+                self.metrics.success["error"].inc()
                 raise EngineDead(f"engine is dead: {self._dead}; restart it with POST /control/restart")
             if not self._accepting:
                 raise EngineRestarting("engine is restarting; retry shortly", retry_after=2.0)

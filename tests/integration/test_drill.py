@@ -2,8 +2,8 @@
 detected, its runbook runs (started by the rule or by the drill) and verifies recovery on fresh data,
 the alert resolves, one page goes out, the faults are cleared and the incident keeps the drill's row.
 
-The rules are the shipped pack's (same names, same runbooks) with windows of seconds, so the test
-stays bounded; `vigil drill` over the shipped pack itself is measured for the figures, not here.
+The rules are the shipped pack itself: its page rules for these faults (InferenceOutage, EngineStalled,
+EngineStalledQueued, PreemptionStorm) have windows of seconds, so the test stays bounded.
 """
 
 from __future__ import annotations
@@ -18,76 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.drill import API_TOKEN, Drill
+from tests.integration.drill import API_TOKEN, CONTROL_TOKEN, Drill
 from tests.local import ROOT
 from tests.receivers import WebhookReceiver
-
-FAST_PACK = """
-groups:
-  - name: drill-fast
-    interval: 1s
-    rules:
-      - alert: InferenceOutage
-        expr:
-          metric: llm.requests.finished
-          function: increase
-          window: 10s
-          matchers: {outcome: error}
-          by: llm.endpoint
-          ratio_to: {metric: llm.requests.finished, function: increase}
-        op: ">"
-        threshold: 0.5
-        keep_firing_for: 3s
-        labels: {severity: page}
-        annotations: {summary: "error ratio {{ $value }}", runbook_auto: "true"}
-        runbook: inference-outage
-      - alert: EngineStalled
-        expr: {metric: llm.requests.running, function: min, window: 20s, by: llm.endpoint}
-        op: ">"
-        threshold: 0
-        and:
-          - expr: {metric: llm.tokens.generated, function: increase, window: 20s, by: llm.endpoint}
-            op: "=="
-            threshold: 0
-        labels: {severity: page}
-        annotations: {summary: "stalled", runbook_auto: "true"}
-        runbook: engine-stalled
-      - alert: EngineStalledQueued
-        expr: {metric: llm.requests.waiting, function: min, window: 20s, by: llm.endpoint}
-        op: ">"
-        threshold: 0
-        and:
-          - expr: {metric: llm.requests.running, function: max, window: 20s, by: llm.endpoint}
-            op: "=="
-            threshold: 0
-          - expr: {metric: llm.tokens.generated, function: increase, window: 20s, by: llm.endpoint}
-            op: "=="
-            threshold: 0
-        labels: {severity: page}
-        annotations: {summary: "stalled, queued", runbook_auto: "true"}
-        runbook: engine-stalled
-      - alert: KvCacheSaturated
-        expr: {metric: llm.kv_cache.usage, function: avg, window: 10s, by: llm.endpoint}
-        op: ">"
-        threshold: 0.8
-        and:
-          - expr: {metric: llm.preemptions, function: increase, window: 10s, by: llm.endpoint}
-            op: ">"
-            threshold: 0
-        labels: {severity: page}
-        annotations: {summary: "kv full"}
-        runbook: kv-cache-saturated
-"""
 
 
 @pytest.fixture
 def drill(tmp_path: Path) -> Iterator[tuple[Drill, WebhookReceiver]]:
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "fast.yaml").write_text(FAST_PACK)
     with WebhookReceiver() as hook:
-        env = {"VIGIL_DEFAULT_RULES": "0", "VIGIL_RULES_DIR": str(rules)}
-        d = Drill(tmp_path, hook, env).start()
+        d = Drill(tmp_path, hook).start()
         try:
             yield d, hook
         finally:
@@ -114,22 +53,23 @@ def test_vigil_drill_errors_stall_and_kv_pressure_detects_mitigates_verifies_and
     d, _ = drill
     out = tmp_path / "drill.json"
     args = ["--fault", "errors", "--fault", "stall", "--fault", "kv_pressure", "--approver", "drill-bot"]
-    done = run_drill(d, out, *args, "--timeout", "120", "--resolve-timeout", "60")
+    done = run_drill(d, out, *args, "--timeout", "180", "--resolve-timeout", "60", timeout=600)
     print(done.stdout, done.stderr[-3000:])
     rows = {r["fault"]: r for r in json.loads(out.read_text())}
     assert list(rows) == ["errors", "stall", "kv_pressure"]
     expected = {
         "errors": ({"InferenceOutage"}, "inference-outage", True),
         "stall": ({"EngineStalled", "EngineStalledQueued"}, "engine-stalled", True),
-        "kv_pressure": ({"KvCacheSaturated"}, "kv-cache-saturated", False),
+        "kv_pressure": ({"PreemptionStorm"}, "kv-cache-saturated", False),
     }
     for fault, (alert, runbook, auto) in expected.items():
         row = rows[fault]
         assert row["alert"] in alert and (row["runbook"], row["auto"]) == (runbook, auto), row
-        # bounded: the fast rules detect in seconds, each runbook verifies within its own timeouts
-        assert row["detected_s"] is not None and row["detected_s"] <= 60, row
+        # the goal is 10 s (the drill's table reports it); here a shared 2-core machine gets slack, and
+        # kv_pressure more: it preempts only when two long demo requests overlap, which measured 5-69 s in
+        assert row["detected_s"] is not None and row["detected_s"] <= (100 if fault == "kv_pressure" else 30), row
         assert row["started_s"] is not None and row["started_s"] >= row["detected_s"], row
-        assert row["verified_s"] is not None and row["verified_s"] <= 120, row
+        assert row["verified_s"] is not None and row["verified_s"] <= 180, row
         assert row["resolved_s"] is not None, row
         assert row["pages"] >= 1 and row["incident"], row
         run = d.api(f"/api/v1/runs/{row['run']}")
@@ -140,8 +80,10 @@ def test_vigil_drill_errors_stall_and_kv_pressure_detects_mitigates_verifies_and
         incident = d.api(f"/api/v1/incidents/{row['incident']}")
         notes = [e for e in incident["timeline"] if e["kind"] == "note"]
         assert any(n["actor"] == "drill-bot" and f"fault {fault}" in n["text"] for n in notes), notes
-    # every fault is cleared, and the drill's token is revoked
+    # every fault is cleared, the config the kv runbook lowered is put back, and the drill's token is revoked
     target = d.api("/api/v1/drill/target")
+    config = httpx.get(f"{d.workload}/control/config", headers={"Authorization": f"Bearer {CONTROL_TOKEN}"}).json()
+    assert config["max_num_seqs"] != 1 and config["shed_fraction"] == 0, config
     assert target["workload"]["faults"] == [] and target["gpus"]["faults"] == []
     assert all(t.get("revoked") for t in d.api("/api/v1/tokens")["tokens"] if t["name"] == "drill-bot")
     # the table a person reads names every fault

@@ -165,6 +165,42 @@ def test_group_by_keeps_odd_values_and_none_and_drops_single_points(store: Store
     assert store.query_rows(f"SELECT count() FROM {SUM} WHERE MetricName = 'w.req'")[0][0] == 8  # still there
 
 
+def test_a_counter_that_starts_inside_the_window_counts_from_zero(store: Store, now: float) -> None:
+    """OTLP's start time says when a cumulative series began: one that began inside the window rose
+    from 0 there (an XID counter first read at 1), while one that began before it still needs two
+    points, as Prometheus' increase over consecutive points does."""
+    t = now + 1000  # clear of the other tests' points
+    rows = [
+        # (metric, attributes, start, [(seconds before t, value)])
+        ("w.xid", {"xid": "79"}, t - 20, [(1, 1.0)]),  # first appears at 1, started 20 s ago
+        ("w.xid", {"xid": "48"}, t - 500, [(1, 1.0)]),  # started long before: one point, no increase
+        ("w.xid", {"xid": "13"}, t - 20, [(11, 2.0), (1, 5.0)]),  # started inside: 0 -> 2 -> 5
+        ("w.xid", {"xid": "31"}, t - 500, [(11, 2.0), (1, 5.0)]),  # started before: 2 -> 5 only
+    ]
+    points = [(m, a, start, t - d, v) for m, a, start, pts in rows for d, v in pts]
+    store.insert_columns(
+        SUM,
+        [
+            [p[0] for p in points],
+            [{"host.name": "n9"} for _ in points],
+            [p[1] for p in points],
+            [round(p[2] * S) for p in points],
+            [round(p[3] * S) for p in points],
+            [p[4] for p in points],
+        ],
+        ["MetricName", "ResourceAttributes", "Attributes", "StartTimeUnix", "TimeUnix", "Value"],
+    )
+    got = as_dict(window_values(store, WindowQuery("w.xid", "sum", "increase", 60, (), ("xid",)), t, CTX))
+    # no extrapolation back past the start; forward to t over 1 s as Prometheus would (within 1.1 intervals)
+    assert got[(("xid", "79"),)] == pytest.approx(1.0 * 20 / 19)
+    assert (("xid", "48"),) not in got
+    assert got[(("xid", "13"),)] == pytest.approx(5.0 * 20 / 19)
+    # Prometheus: back towards its zero (2 / 3 of an interval at this slope), forward 1 s
+    assert got[(("xid", "31"),)] == pytest.approx(3.0 * (10 + 1 + 10 * 2 / 3) / 10)
+    rate = as_dict(window_values(store, WindowQuery("w.xid", "sum", "rate", 60, (), ("xid",)), t, CTX))
+    assert rate[(("xid", "79"),)] == pytest.approx(1.0 * 20 / 19 / 60)
+
+
 @pytest.mark.parametrize(
     ("matchers", "codes"),
     [

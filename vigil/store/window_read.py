@@ -56,6 +56,16 @@ def _scale(query: WindowQuery, plan: WindowPlan, now: float, series: CounterSeri
     return factor * query.window_s / plan.range_s(now)
 
 
+def from_start(series: CounterSeries, started: float, range_start: float) -> CounterSeries:
+    """The series counted from 0 at its OTLP start time where that lies inside the range: a counter
+    that first appears at 1 (an XID, a preemption) rose by 1 in the window, not by 0, as Prometheus'
+    reading of consecutive points alone would say. A start at or before the range's start, or after
+    the first point (a malformed one), changes nothing."""
+    if not range_start < started < series.first_t or series.first_value < 0:
+        return series
+    return CounterSeries(series.increase + series.first_value, 0.0, started, series.last_t, series.points + 1)
+
+
 def _sum_values(
     query: WindowQuery, plan: WindowPlan, now: float, rows: list[tuple[Any, ...]], width: int
 ) -> list[tuple[tuple[str, ...], float]]:
@@ -63,14 +73,15 @@ def _sum_values(
     latest: dict[tuple[str, ...], tuple[float, float]] = {}
     for row in rows:
         key = tuple(row[:width])
-        increase, first, last, first_t, last_t, points = row[width:]
+        increase, first, last, first_t, last_t, points, started = row[width:]
         if query.function == "last":
             if key not in latest or last_t > latest[key][0]:
                 latest[key] = (float(last_t), float(last))
             continue
-        factor = _scale(query, plan, now, CounterSeries(increase, first, first_t, last_t, int(points)))
+        series = from_start(CounterSeries(increase, first, first_t, last_t, int(points)), started, plan.range_start)
+        factor = _scale(query, plan, now, series)
         if factor is not None:
-            totals[key] += increase * factor
+            totals[key] += series.increase * factor
     if query.function == "last":
         return [(key, value) for key, (_, value) in latest.items()]
     divisor = query.window_s if query.function == "rate" else 1

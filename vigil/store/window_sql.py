@@ -170,12 +170,13 @@ def sum_summaries(source: Resolution, table: str, where: str) -> str:
     if source is Resolution.RAW:
         return (
             "SELECT ServiceName, ResourceAttributes, Attributes, TimeUnix AS t0, TimeUnix AS t1,\n"
-            "    Value AS f, Value AS l, Value AS m, toUInt64(1) AS n\n"
+            "    Value AS f, Value AS l, Value AS m, toUInt64(1) AS n, StartTimeUnix AS s0\n"
             f"FROM {table}\nWHERE {where}"
         )
     return (
         "SELECT ServiceName, ResourceAttributes, Attributes, min(TimeFirst) AS t0, max(TimeLast) AS t1,\n"
-        "    argMinMerge(ValueFirst) AS f, argMaxMerge(ValueLast) AS l, max(ValueMax) AS m, sum(Points) AS n\n"
+        "    argMinMerge(ValueFirst) AS f, argMaxMerge(ValueLast) AS l, max(ValueMax) AS m, sum(Points) AS n,\n"
+        "    toDateTime64(0, 9, 'UTC') AS s0\n"
         f"FROM {table}\nWHERE {where}\n"
         "GROUP BY ServiceName, ResourceAttributes, Attributes, TimeBucket"
     )
@@ -225,12 +226,17 @@ def _per_series(kind: str, labels: list[str], inner: str) -> str:
     series = "ServiceName, ResourceAttributes, Attributes" + (", bounds" if histogram else "")
     summary = "(t0, f, l, m, fv, lv, mv)" if histogram else "(t0, f, l, m)"
     extra = [f"bounds, {BUCKET_INCREASES_SQL} AS buckets"] if histogram else ["last"]
+    # a sum's row ends with the start time of its first point in the window (0 from a rollup, which
+    # keeps none): a series that started inside the window counts from 0 there (window_read)
+    started = "" if histogram else ", toUnixTimestamp64Nano(started) / 1e9"
     return (
         f"SELECT {', '.join([*labels, f'{INCREASE_SQL} AS increase', 'bs[1].2 AS first', *extra])},\n"
-        "    toUnixTimestamp64Nano(tf) / 1e9, toUnixTimestamp64Nano(tl) / 1e9, points\n"
+        f"    toUnixTimestamp64Nano(tf) / 1e9, toUnixTimestamp64Nano(tl) / 1e9, points{started}\n"
         "FROM (\n"
         f"    SELECT {series}, arraySort(b -> b.1, groupArray({summary})) AS bs,\n"
-        "        min(t0) AS tf, max(t1) AS tl, sum(n) AS points, argMax(l, t1) AS last\n"
+        "        min(t0) AS tf, max(t1) AS tl, sum(n) AS points, argMax(l, t1) AS last"
+        + ("" if histogram else ", argMin(s0, t0) AS started")
+        + "\n"
         f"    FROM ({inner})\n"
         f"    GROUP BY {series}\n"
         ")"

@@ -192,6 +192,17 @@ def test_an_slo_document_compiles_to_burn_rate_rules_and_a_spec(tmp_path: Path) 
     assert (spec.service, spec.name, spec.objective, spec.period_s) == ("inference", "availability", 99.9, 30 * 86400)
 
 
+def test_an_slos_ticket_alert_has_a_name_of_its_own(tmp_path: Path) -> None:
+    """Under the page's name the ticket joins the page's notification group (grouped by alertname) and
+    sends the page again when it fires; so it is `<name>Ticket`, or what its section names it."""
+    both = SLO.replace("ticket_alert: {disable: true}", "ticket_alert: {}")
+    page, ticket = load_rule_files([write(tmp_path, both)])
+    assert (page.name, page.labels["severity"]) == ("Burn", "page")
+    assert (ticket.name, ticket.labels["severity"], ticket.group) == ("BurnTicket", "ticket", "slo/inference/ticket")
+    named = SLO.replace("ticket_alert: {disable: true}", "ticket_alert: {name: SlowBurn}")
+    assert [r.name for r in load_rule_files([write(tmp_path, named)])] == ["Burn", "SlowBurn"]
+
+
 @pytest.mark.parametrize(
     ("old", "new", "line", "says"),
     [
@@ -248,15 +259,46 @@ def test_the_pack_loads_with_page_and_ticket_rules_and_the_workload_slos() -> No
 
 
 def _xid_codes(rule_name: str) -> tuple[str, set[int]]:
-    [rule] = [r for r in load_rule_files(default_pack()) if r.name == rule_name]
-    [matcher] = [m for q in rule.queries() for m in q.matchers if m.key == "xid"]
-    return matcher.op, {int(c) for c in matcher.value.split("|")}
+    """The codes of every rule of that name (a page rule comes for real and for simulated GPUs): all alike."""
+    found = set()
+    for rule in [r for r in load_rule_files(default_pack()) if r.name == rule_name]:
+        [matcher] = [m for q in rule.queries() for m in q.matchers if m.key == "xid"]
+        found.add((matcher.op, frozenset(int(c) for c in matcher.value.split("|"))))
+    [(op, codes)] = found
+    return op, set(codes)
 
 
 def test_xid_rules_page_exactly_the_codes_whose_action_is_a_reset_or_drain() -> None:
     needs_action = {code for code, (_, action) in XIDS.items() if "reset" in action or "drain" in action}
     assert _xid_codes("GpuXidNeedsReset") == ("=~", needs_action)
     assert _xid_codes("GpuXid") == ("!~", needs_action)  # every other code, known or not, opens a ticket
+
+
+def test_gpu_page_rules_send_real_gpus_to_drains_and_power_caps_and_simulated_ones_to_the_simulators_repair() -> None:
+    """Each page rule whose fix differs comes twice, split on vigil.simulated, under one name."""
+    rules = load_rule_files(default_pack())
+    for name, real in (
+        ("GpuXidNeedsReset", "gpu-xid-reset"),
+        ("GpuEccUncorrectable", "gpu-ecc-uncorrectable"),
+        ("GpuThermalSlowdown", "gpu-throttling"),
+    ):
+        by_runbook = {}
+        for rule in (r for r in rules if r.name == name):
+            [sim] = [m for q in rule.queries() for m in q.matchers if m.key == "vigil.simulated"]
+            by_runbook[rule.runbook] = (sim.op, sim.value)
+        assert by_runbook == {real: ("!=", "true"), "gpu-simulated-repair": ("=", "true")}, name
+
+
+def test_fast_engine_rules_page_within_seconds() -> None:
+    """Stalls and preemption storms page in seconds; KV saturation and thermal throttling stay tickets."""
+    rules = {r.name: r for r in load_rule_files(default_pack())}
+    for name in ("EngineStalled", "EngineStalledQueued", "PreemptionStorm"):
+        rule = rules[name]
+        assert rule.labels["severity"] == "page" and rule.for_s == 0, name
+        assert max(q.window_s for q in rule.queries()) <= 15, name
+    assert rules["PreemptionStorm"].runbook == "kv-cache-saturated"
+    assert rules["KvCacheSaturated"].labels["severity"] == "ticket"
+    assert rules["GpuThermalThrottling"].labels["severity"] == "ticket"
 
 
 def test_fast_outage_rule_pages_at_once_on_half_the_requests_failing_over_30s() -> None:

@@ -143,3 +143,14 @@ def test_k_cycles_are_k_collections_with_one_point_per_gpu_each() -> None:
             for m in sm.metrics
         )
     assert loop.costs()["cycle_p50_us"] > 0
+
+
+def test_a_series_that_appears_after_the_first_reading_starts_just_after_the_reading_before() -> None:
+    """An XID code's count first read at 1 was 0 at the reading before: its start says so, and a
+    series there from the first reading keeps the process's start."""
+    starts = StartTimes()
+    assert starts.start("power", 1, 100, 50) == 50
+    assert starts.start("power", 2, 200, 50) == 50
+    assert starts.start("xid79", 1, 200, 50) == 101  # absent at 100
+    assert starts.start("xid79", 2, 300, 50) == 101
+    assert starts.start("created", 1, 300, 50, created_ns=120) == 120  # a stated creation time wins

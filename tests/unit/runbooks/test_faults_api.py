@@ -104,3 +104,38 @@ def test_clear_clears_the_workload_and_the_agent() -> None:
     faults(far).clear()
     deleted = [url for method, url, _, _ in far.calls if method == "DELETE"]
     assert deleted == [f"{WL}/control/fault", f"{AGENT}/faults"]
+
+
+class Configured(Far):
+    """A workload whose config a runbook changes between the fault and the clear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {"max_num_seqs": 64, "max_num_batched_tokens": 2048, "num_blocks": 512}
+        self.config["shed_fraction"] = 0.0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/control/config" and request.method == "GET":
+            self.calls.append(("GET", str(request.url), None, request.headers.get("authorization", "")))
+            return httpx.Response(200, json=self.config)
+        answer = super().__call__(request)
+        body = json.loads(request.content) if request.content else {}
+        if request.url.path == "/control/config" and request.method == "PATCH":
+            self.config.update(body)
+        if request.url.path == "/control/shed":
+            self.config["shed_fraction"] = body["fraction"]
+        return answer
+
+
+def test_clearing_restores_the_workload_config_the_runbook_changed_and_only_that() -> None:
+    far = Configured()
+    drill = faults(far)
+    drill.inject(FaultIn(kind="kv_pressure", params={"fraction": 0.98}))
+    far.config.update(max_num_seqs=1, shed_fraction=0.5)  # what kv-cache-saturated and a shedding runbook do
+    drill.inject(FaultIn(kind="stall"))  # a second fault keeps the config from before the first
+    out = drill.clear()
+    assert out["restored"] == {"max_num_seqs": 64, "shed_fraction": 0.0}
+    patches = [(body, auth) for method, url, body, auth in far.calls if method == "PATCH"]
+    assert patches == [({"max_num_seqs": 64}, "Bearer secret")]  # num_blocks untouched: no needless restart
+    assert far.config["max_num_seqs"] == 64 and far.config["shed_fraction"] == 0.0
+    assert "restored" not in drill.clear()  # nothing kept after a clear: the next drill starts afresh

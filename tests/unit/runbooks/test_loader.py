@@ -32,7 +32,7 @@ def test_every_runbook_the_default_rules_name_is_shipped() -> None:
     books = load_runbooks(default_pack())
     wanted = {"inference-errors", "inference-latency", "inference-outage", "kv-cache-saturated", "engine-stalled",
               "engine-absent", "gpu-xid-reset", "gpu-lost", "gpu-throttling",
-              "gpu-ecc-uncorrectable"}  # fmt: skip
+              "gpu-ecc-uncorrectable", "gpu-simulated-repair"}  # fmt: skip
     assert wanted <= set(books) and wanted <= named
 
 

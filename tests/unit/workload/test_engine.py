@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from workload.blocks import BlockManager
 from workload.engine import Engine, EngineConfig, Failed, Finished, Token, load_model
-from workload.errors import Failure, Overloaded, RestartFailed
+from workload.errors import EngineDead, Failure, Overloaded, RestartFailed
 from workload.metrics import WorkloadMetrics
 from workload.model import EOS, ByteTokenizer, KVCache, ModelConfig, StepBatch, TinyLM
 
@@ -238,6 +238,12 @@ def test_the_crash_fault_stays_down_until_a_restart(model: TinyLM) -> None:
             time.sleep(0.02)
         ok, health = eng.health()
         assert not ok and health["restart"].startswith("manual") and health["recoveries"] == 0
+        # a request that reaches the dead engine is refused and counted as an engine error, so a crash
+        # between requests still shows in the error ratio
+        errors = eng.metrics.success["error"]._value.get()
+        with pytest.raises(EngineDead):
+            eng.submit(eng.new_sequence([1, 2, 3], 4))
+        assert eng.metrics.success["error"]._value.get() == errors + 1
         eng.restart(drain_timeout_s=0)
         assert eng.health()[0] and eng.metrics.engine_restarts["control"]._value.get() == 1
     finally:
