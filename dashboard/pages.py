@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from dashboard.api import FleetReads, fleet_filters, http_errors, now_s, read_fleet
 from dashboard.context import service_context
@@ -31,6 +31,7 @@ from vigil.store.schema import SchemaContext
 log = logging.getLogger("vigil.dashboard")
 router = APIRouter(include_in_schema=False)
 Viewer = Depends(require(Role.VIEWER, page=True))
+ApiViewer = Depends(require(Role.VIEWER))
 Context = Depends(service_context)
 VENDOR_FILES = ("uPlot.iife.min.js", "uPlot.min.css", "htmx.min.js", "swagger-ui-bundle.js", "swagger-ui.css")
 OVERVIEW_STEP_S = 60  # the fleet charts' least step from an hour's range up (longer ones are coarser anyway)
@@ -251,6 +252,12 @@ def inference_page(request: Request, ctx: ServiceContext = Context, who: Princip
         ranges=list(RANGES),
         charts=charts,
     )
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, who: Principal = ApiViewer) -> JSONResponse:
+    """The API's OpenAPI description, for viewers and scripts with a token (it lists every route)."""
+    return JSONResponse(request.app.openapi())
 
 
 @router.get("/docs", response_class=HTMLResponse)

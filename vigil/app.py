@@ -131,7 +131,10 @@ def create_app(
                 await run_in_threadpool(service.close, max(0.0, deadline - time.monotonic()))
 
     # no /docs or /redoc of FastAPI's: they load Swagger from a CDN with an inline script (the dashboard serves /docs)
-    app = FastAPI(title="Vigil", version=vigil.__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    # /openapi.json is the dashboard's, behind the login like the API it describes
+    app = FastAPI(
+        title="Vigil", version=vigil.__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.add_middleware(SecurityHeaders)
     app.state.registry = registry  # the HTTP server adds its connection metrics here
     for service in built:

@@ -301,6 +301,14 @@ def test_placeholders_and_docs(client: TestClient) -> None:
     assert client.get("/openapi.json").json()["paths"]["/api/v1/gpus"]
 
 
+def test_the_openapi_description_is_behind_the_login(store: Store, tmp_path: Path) -> None:
+    plan = RunPlan(host="127.0.0.1", port=1, url="http://127.0.0.1:1", data=tmp_path)
+    app = create_app(Settings(data=tmp_path), store, plan, services=(DashboardService,))
+    with TestClient(app) as anonymous:
+        r = anonymous.get("/openapi.json")
+    assert r.status_code == 401, r.text
+
+
 def test_inference_page_without_engines_says_so(client: TestClient) -> None:
     page = client.get("/inference")
     assert page.status_code == 200 and "No inference engine has reported" in page.text
