@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME
+from vigil.store import usage_hourly as hourly
 from vigil.store.client import Store
 from vigil.store.plan import QueryRejected, Resolution, SeriesPlan, plan_series
 from vigil.store.read import MAX_ROWS, NONE_LABEL, check_labels, filter_sql, run_limited
@@ -234,7 +235,11 @@ def gpu_hours(
     max_rows: int = MAX_ROWS,
 ) -> list[GroupHours]:
     """Allocated, busy and idle GPU-hours per group, most allocated first."""
-    sql, params = gpu_hours_sql(q, plan(q, ctx=ctx, now=now))
+    p = plan(q, ctx=ctx, now=now)
+    fast = _hourly(store, q, p)
+    if fast is not None:
+        return hourly.hours(q, p, fast, hourly.per_gpu(store, q, p, fast, not store.cluster))
+    sql, params = gpu_hours_sql(q, p)
     return [
         GroupHours({q.group_by: g}, float(allocated), float(busy), float(idle), int(gpus))
         for g, allocated, busy, idle, gpus in run_limited(store, sql, params, max_rows)
@@ -250,11 +255,23 @@ def top_gpus(
     now: float | None = None,
 ) -> list[GpuUsage]:
     """The `q.top` GPUs with the lowest (idle) or highest (hot) average utilization over the range."""
-    sql, params = top_gpus_sql(q, plan(q, ctx=ctx, now=now), order)
+    p = plan(q, ctx=ctx, now=now)
+    sql, params = top_gpus_sql(q, p, order)  # checks `order` whichever source answers
+    fast = _hourly(store, q, p)
+    if fast is not None:
+        return hourly.top(q, p, fast, hourly.per_gpu(store, q, p, fast, not store.cluster), order == "hot")
     return [
         GpuUsage(uuid, host, {q.group_by: g}, float(avg), float(hours), float(busy), float(idle))
         for uuid, host, g, avg, hours, busy, idle in run_limited(store, sql, params, q.top)
     ]
+
+
+def _hourly(store: Store, q: UsageQuery, p: SeriesPlan) -> hourly.Series | None:
+    """The series for the per-series hourly tables when the plan reads the 1-hour rollup and they are
+    few enough to bind (see `vigil.store.usage_hourly`); None: read the rollup itself."""
+    if p.source is not Resolution.HOUR:
+        return None
+    return hourly.series(store, q, p)
 
 
 Measure = Literal["avg", "busy", "allocated"]
@@ -289,8 +306,15 @@ def series(
     utilization / 100, so busy GPU-hours = its points * step / 3600); `allocated` the GPUs reporting."""
     p = plan(q, ctx=ctx, now=now)
     sql, params = utilization_sql(q, p) if measure == "avg" else stacked_sql(q, p, measure)
+    fast = _hourly(store, q, p)
+    if fast is None:
+        rows = run_limited(store, sql, params, max_rows)
+    elif measure == "avg":
+        rows = hourly.average(store, q, p, fast, max_rows)
+    else:
+        rows = hourly.stacked(store, p, fast, MEASURES[measure], max_rows, not store.cluster)
     found: dict[str, UsageSeries] = {}
-    for group, bucket, value in run_limited(store, sql, params, max_rows):
+    for group, bucket, value in rows:
         one = found.get(group)
         if one is None:
             one = found[group] = UsageSeries({q.group_by: group}, [])
