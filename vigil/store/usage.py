@@ -43,7 +43,7 @@ from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME
 from vigil.store import usage_hourly as hourly
 from vigil.store.client import Store
 from vigil.store.plan import QueryRejected, Resolution, SeriesPlan, plan_series
-from vigil.store.read import MAX_ROWS, NONE_LABEL, check_labels, filter_sql, run_limited
+from vigil.store.read import MAX_ROWS, NONE_LABEL, check_labels, filter_sql
 from vigil.store.schema import SchemaContext
 
 METRIC = GPU_UTILIZATION.name
@@ -242,7 +242,7 @@ def gpu_hours(
     sql, params = gpu_hours_sql(q, p)
     return [
         GroupHours({q.group_by: g}, float(allocated), float(busy), float(idle), int(gpus))
-        for g, allocated, busy, idle, gpus in run_limited(store, sql, params, max_rows)
+        for g, allocated, busy, idle, gpus in hourly.read_limited(store, sql, params, max_rows)
     ]
 
 
@@ -262,7 +262,7 @@ def top_gpus(
         return hourly.top(q, p, fast, hourly.per_gpu(store, q, p, fast, not store.cluster), order == "hot")
     return [
         GpuUsage(uuid, host, {q.group_by: g}, float(avg), float(hours), float(busy), float(idle))
-        for uuid, host, g, avg, hours, busy, idle in run_limited(store, sql, params, q.top)
+        for uuid, host, g, avg, hours, busy, idle in hourly.read_limited(store, sql, params, q.top)
     ]
 
 
@@ -308,7 +308,7 @@ def series(
     sql, params = utilization_sql(q, p) if measure == "avg" else stacked_sql(q, p, measure)
     fast = _hourly(store, q, p)
     if fast is None:
-        rows = run_limited(store, sql, params, max_rows)
+        rows = hourly.read_limited(store, sql, params, max_rows)
     elif measure == "avg":
         rows = hourly.average(store, q, p, fast, max_rows)
     else:

@@ -50,7 +50,7 @@ class Series:
         return len(self.gpus) == len(self.hashes)
 
 
-def _rows(store: Store, sql: str, params: dict[str, Any], max_rows: int) -> list[tuple[Any, ...]]:
+def read_limited(store: Store, sql: str, params: dict[str, Any], max_rows: int) -> list[tuple[Any, ...]]:
     try:
         return store.read_rows(sql, params, settings={"max_result_rows": max_rows, "result_overflow_mode": "throw"})
     except Exception as exc:
@@ -73,7 +73,7 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan) -> Series | None:
         f"{filter_sql(q.filters, params)}\n"
         "GROUP BY SeriesHash HAVING seen >= toDateTime({start:UInt32}, 'UTC')\nORDER BY SeriesHash"
     )
-    rows = _rows(store, sql, params, MAX_SERIES + 1)
+    rows = read_limited(store, sql, params, MAX_SERIES + 1)
     if len(rows) > MAX_SERIES:
         return None
     hashes, key, gpus, groups, key_group = [], [], [], [], []
@@ -133,7 +133,7 @@ def average(store: Store, q: UsageQuery, p: SeriesPlan, s: Series, max_rows: int
         "    intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32} AS bucket, sum(Sum) / sum(Count)\n"
         f"{span}\nGROUP BY gi, bucket\nORDER BY gi, bucket"
     )
-    rows = _rows(store, sql, params, max_rows)
+    rows = read_limited(store, sql, params, max_rows)
     return sorted(((s.groups[gi - 1], int(b), float(v)) for gi, b, v in rows), key=lambda r: (r[0], r[1]))
 
 
@@ -147,7 +147,7 @@ def stacked(
         "SELECT transform(k, {ks:Array(UInt32)}, {kg:Array(UInt32)}, toUInt32(0)) AS gi, bucket, "
         f"{value} AS value\nFROM ({inner})\nGROUP BY gi, bucket\nORDER BY gi, bucket"
     )
-    rows = _rows(store, sql, params, max_rows)
+    rows = read_limited(store, sql, params, max_rows)
     return sorted(((s.groups[gi - 1], int(b), float(v)) for gi, b, v in rows), key=lambda r: (r[0], r[1]))
 
 
@@ -171,7 +171,7 @@ def per_gpu(store: Store, q: UsageQuery, p: SeriesPlan, s: Series, single_node: 
     )
     return {
         int(k): _Gpu(int(n), float(busy), int(idle), float(vsum), int(samples), int(last))
-        for k, n, busy, idle, vsum, samples, last in _rows(store, sql, params, len(s.gpus) + 1)
+        for k, n, busy, idle, vsum, samples, last in read_limited(store, sql, params, len(s.gpus) + 1)
     }
 
 
