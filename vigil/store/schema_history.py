@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from vigil.store.schema import SchemaContext
 
 GAUGE_SERIES, ROLLUP_1H_SERIES = "vigil_metrics_gauge_series", "vigil_metrics_gauge_1h_series"
+GAUGE_HISTORY = (GAUGE_SERIES, ROLLUP_1H_SERIES)  # derived from the gauge table, as the rollups are
 SERIES_HASH = "cityHash64(ResourceAttributes, Attributes)"  # the one definition; readers join on it
 _SOURCE_1H = "vigil_metrics_gauge_1h"  # the hourly gauge rollup (migration 3), history's source to copy
 

@@ -71,8 +71,10 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan) -> Series | None:
         f"FROM {GAUGE_SERIES}\n"
         "WHERE MetricName = {metric:String} AND mapContains(Attributes, {uuid_key:String})"
         f"{filter_sql(q.filters, params)}\n"
-        "GROUP BY SeriesHash HAVING seen >= toDateTime({start:UInt32}, 'UTC')\nORDER BY SeriesHash"
+        "GROUP BY SeriesHash HAVING seen >= toDateTime({start:UInt32}, 'UTC')\nORDER BY SeriesHash\n"
+        "LIMIT {over:UInt32}"
     )
+    params["over"] = MAX_SERIES + 1  # one more than may be bound: enough to tell there are too many
     rows = read_limited(store, sql, params, MAX_SERIES + 1)
     if len(rows) > MAX_SERIES:
         return None
