@@ -30,6 +30,10 @@ the page and the API report the step used.
 
 Every value a caller passes, attribute keys included, is bound as a parameter; the only identifiers
 in the SQL are table names from `Resolution`.
+
+At the 1-hour resolution the same numbers come from migration 12's per-series tables
+(`vigil.store.usage_hourly`), which hold no attribute maps per row; reads go through the store's own
+history handle (`Store.read_rows`), so they do not queue behind rule evaluation and inserts.
 """
 
 from __future__ import annotations
