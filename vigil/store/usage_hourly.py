@@ -130,10 +130,12 @@ def average(store: Store, q: UsageQuery, p: SeriesPlan, s: Series, max_rows: int
     """(group, bucket, mean of the group's samples) in group then time order."""
     params: dict[str, Any] = {"g": [s.key_group[k - 1] for k in s.key]}
     span = _span(p, s, params).replace("{final}", "")
+    # at the table's own hour the bucket is the stored column: no arithmetic per row before grouping
+    key = "TimeBucket" if p.step == HOUR_S else "intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32}"
     sql = (
         "SELECT transform(SeriesHash, {h:Array(UInt64)}, {g:Array(UInt32)}, toUInt32(0)) AS gi,\n"
-        "    intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32} AS bucket, sum(Sum) / sum(Count)\n"
-        f"{span}\nGROUP BY gi, bucket\nORDER BY gi, bucket"
+        f"    toUnixTimestamp({key}) AS bucket, sum(Sum) / sum(Count)\n"
+        f"{span}\nGROUP BY gi, {key}\nORDER BY gi, {key}"
     )
     rows = read_limited(store, sql, params, max_rows)
     return sorted(((s.groups[gi - 1], int(b), float(v)) for gi, b, v in rows), key=lambda r: (r[0], r[1]))
