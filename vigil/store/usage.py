@@ -314,7 +314,7 @@ def series(
     if fast is None:
         rows = hourly.read_limited(store, sql, params, max_rows)
     elif measure == "avg":
-        rows = hourly.average(store, q, p, fast, max_rows)
+        rows = hourly.average(store, q, p, fast, max_rows, not store.cluster)
     else:
         rows = hourly.stacked(store, p, fast, MEASURES[measure], max_rows, not store.cluster)
     found: dict[str, UsageSeries] = {}

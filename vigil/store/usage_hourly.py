@@ -50,9 +50,17 @@ class Series:
         return len(self.gpus) == len(self.hashes)
 
 
+# The same question must get the same answer twice (the page's chart and its download), but float sums
+# depend on their order: threads finish in any order, and a background merge turns an hour's partial rows
+# into one. So the hourly rows are read FINAL (merged the same way whether merged yet or not) on one thread.
+SAME_ORDER = {"max_threads": 1}
+
+
 def read_limited(store: Store, sql: str, params: dict[str, Any], max_rows: int) -> list[tuple[Any, ...]]:
     try:
-        return store.read_rows(sql, params, settings={"max_result_rows": max_rows, "result_overflow_mode": "throw"})
+        return store.read_rows(
+            sql, params, settings={**SAME_ORDER, "max_result_rows": max_rows, "result_overflow_mode": "throw"}
+        )
     except Exception as exc:
         if "TOO_MANY_ROWS" in str(exc) or "Limit for result exceeded" in str(exc):
             raise StoreQueryError(
@@ -121,15 +129,17 @@ def _per_gpu_bucket(p: SeriesPlan, s: Series, params: dict[str, Any], single_nod
     bucket = "intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32}"
     return (
         f"SELECT {gpu} AS k, {bucket} AS bucket, sum(Sum) / sum(Count) AS mean_b, sum(Count) AS n_b\n"
-        + span.replace("{final}", "")
+        + span.replace("{final}", " FINAL" if single_node else "")
         + "\nGROUP BY k, bucket"
     )
 
 
-def average(store: Store, q: UsageQuery, p: SeriesPlan, s: Series, max_rows: int) -> list[tuple[str, int, float]]:
+def average(
+    store: Store, q: UsageQuery, p: SeriesPlan, s: Series, max_rows: int, single_node: bool
+) -> list[tuple[str, int, float]]:
     """(group, bucket, mean of the group's samples) in group then time order."""
     params: dict[str, Any] = {"g": [s.key_group[k - 1] for k in s.key]}
-    span = _span(p, s, params).replace("{final}", "")
+    span = _span(p, s, params).replace("{final}", " FINAL" if single_node else "")
     # at the table's own hour the bucket is the stored column: no arithmetic per row before grouping
     key = "TimeBucket" if p.step == HOUR_S else "intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32}"
     sql = (
@@ -183,7 +193,7 @@ def hours(q: UsageQuery, p: SeriesPlan, s: Series, found: dict[int, _Gpu]) -> li
     from vigil.store.usage import GroupHours
 
     per_group: dict[str, list[Any]] = {}
-    for k, g in found.items():
+    for k, g in sorted(found.items()):  # one order, so Python's float sums come out the same each time
         uuid, group, _ = s.gpus[k - 1]
         acc = per_group.setdefault(group, [0, 0.0, 0, set()])
         acc[0] += g.buckets
@@ -201,7 +211,7 @@ def top(q: UsageQuery, p: SeriesPlan, s: Series, found: dict[int, _Gpu], descend
     from vigil.store.usage import GpuUsage
 
     per_uuid: dict[str, list[Any]] = {}
-    for k, g in found.items():
+    for k, g in sorted(found.items()):
         uuid, group, host = s.gpus[k - 1]
         acc = per_uuid.setdefault(uuid, [0, 0.0, 0, 0.0, 0, -1, group, host])
         acc[0] += g.buckets
