@@ -8,7 +8,8 @@ sizes. Vigil is loaded with `vigil backfill` into a temporary data directory (ra
 whole range, as Prometheus keeps every sample) and serves `vigil up --no-workload --no-agent` on a free
 loopback port; Prometheus gets the same values from an OpenMetrics file through `promtool tsdb
 create-blocks-from openmetrics` (a file per day) and serves them on another loopback port, with a retention past the
-range. The script waits until Prometheus's compactor has stopped merging the backfilled 2-hour blocks.
+range. The script waits until Prometheus's compactor has stopped merging the backfilled 2-hour blocks,
+and until Vigil's store has stopped merging the backfilled parts.
 
 Questions over [start, end) (whole hours), asked through each system's HTTP API:
 - Q1 average utilization per team per hour: `GET /api/v1/utilization?group_by=team&step=3600` against
@@ -192,6 +193,26 @@ def wait_compacted(tsdb: Path, quiet_s: float, limit_s: float) -> int:
     return last
 
 
+def wait_merged(url: str, quiet_s: float, limit_s: float) -> float:
+    """Wait until Vigil's store has run no merge for `quiet_s` (the backfill's parts are merged, as
+    Prometheus's blocks are compacted before it is asked); return the seconds waited."""
+    started = time.monotonic()
+    since = started
+    while time.monotonic() - started < limit_s:
+        r = httpx.post(
+            f"{url}/api/v1/query",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"sql": "SELECT count() FROM system.merges"},
+            timeout=60,
+        )
+        if r.json()["rows"][0][0]:
+            since = time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+        time.sleep(1)
+    return round(time.monotonic() - started, 1)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     end = int(time.time()) // 3600 * 3600
     spec = FleetSpec(args.gpus, args.teams, args.days, args.step, seed=args.seed, metrics=(METRIC,))
@@ -235,6 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         p = PromAsk(prom.url, fleet.start, fleet.end, args.step)
         loaded = p.instant(f"count(count_over_time(gpu_utilization[{p.window}]))")
         out["prometheus_series_loaded"] = int(float(loaded[0]["value"][1])) if loaded else 0
+        out["vigil_merge_wait_s"] = wait_merged(vigil.url, quiet_s=10, limit_s=args.compaction_wait)
         v = VigilAsk(vigil.url, fleet.start, fleet.end)
         queries: dict[str, Any] = {}
         for name in ("q1", "q2", "q3"):

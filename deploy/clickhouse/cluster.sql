@@ -582,3 +582,156 @@ SETTINGS index_granularity = 1024;
 CREATE TABLE IF NOT EXISTS vigil_incident_events ON CLUSTER `vigil` AS vigil_incident_events_local
 ENGINE = Distributed(`vigil`, currentDatabase(), vigil_incident_events_local, rand());
 
+-- 012 history_series_and_codecs
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_series_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    SeriesHash UInt64,
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    LastSeen DateTime
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_series_local', '{replica}', LastSeen)
+ORDER BY (MetricName, SeriesHash)
+TTL toDateTime(LastSeen) + toIntervalDay(730)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_series ON CLUSTER `vigil` AS vigil_metrics_gauge_series_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_series_local, rand());
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_series_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    SeriesHash UInt64,
+    TimeBucket DateTime CODEC(DoubleDelta, ZSTD(1)),
+    Sum Float64 CODEC(Gorilla, ZSTD(1)),
+    Count UInt64 CODEC(T64, ZSTD(1))
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1h_series_local', '{replica}', (Sum, Count))
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, SeriesHash, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(730)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_series ON CLUSTER `vigil` AS vigil_metrics_gauge_1h_series_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1h_series_local, rand());
+
+INSERT INTO vigil_metrics_gauge_series SELECT MetricName, cityHash64(ResourceAttributes, Attributes), ResourceAttributes, Attributes, max(TimeBucket)
+FROM vigil_metrics_gauge_1h
+WHERE (SELECT count() FROM vigil_metrics_gauge_series) = 0
+GROUP BY MetricName, ResourceAttributes, Attributes;
+
+INSERT INTO vigil_metrics_gauge_1h_series SELECT MetricName, cityHash64(ResourceAttributes, Attributes), TimeBucket, avgMerge(ValueAvg) * sum(Count), sum(Count)
+FROM vigil_metrics_gauge_1h
+WHERE (SELECT count() FROM vigil_metrics_gauge_1h_series) = 0
+GROUP BY MetricName, ResourceAttributes, Attributes, TimeBucket;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_series_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_series_local
+AS SELECT MetricName, cityHash64(ResourceAttributes, Attributes) AS SeriesHash, ResourceAttributes, Attributes,
+    toDateTime(toStartOfHour(max(TimeUnix))) AS LastSeen
+FROM otel_metrics_gauge_local
+GROUP BY MetricName, ResourceAttributes, Attributes;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_1h_series_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_1h_series_local
+AS SELECT MetricName, cityHash64(ResourceAttributes, Attributes) AS SeriesHash, toDateTime(toStartOfHour(TimeUnix)) AS TimeBucket,
+    sum(Value) AS Sum, toUInt64(count()) AS Count
+FROM otel_metrics_gauge_local
+GROUP BY MetricName, SeriesHash, TimeBucket;
+
+ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil`
+    MODIFY COLUMN ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ResourceSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeName String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeVersion String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricName String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricDescription String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricUnit String CODEC(ZSTD(3)),
+    MODIFY COLUMN Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN StartTimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN TimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN Value Float64 CODEC(Gorilla, ZSTD(1));
+
+ALTER TABLE otel_metrics_sum_local ON CLUSTER `vigil`
+    MODIFY COLUMN ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ResourceSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeName String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeVersion String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricName String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricDescription String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricUnit String CODEC(ZSTD(3)),
+    MODIFY COLUMN Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN StartTimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN TimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN Value Float64 CODEC(Gorilla, ZSTD(1));
+
+ALTER TABLE otel_metrics_histogram_local ON CLUSTER `vigil`
+    MODIFY COLUMN ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ResourceSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeName String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeVersion String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricName String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricDescription String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricUnit String CODEC(ZSTD(3)),
+    MODIFY COLUMN Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN StartTimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN TimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN Sum Float64 CODEC(Gorilla, ZSTD(1)),
+    MODIFY COLUMN Min Float64 CODEC(Gorilla, ZSTD(1)),
+    MODIFY COLUMN Max Float64 CODEC(Gorilla, ZSTD(1));
+
+ALTER TABLE otel_metrics_exponential_histogram_local ON CLUSTER `vigil`
+    MODIFY COLUMN ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ResourceSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeName String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeVersion String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricName String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricDescription String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricUnit String CODEC(ZSTD(3)),
+    MODIFY COLUMN Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN StartTimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN TimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN Sum Float64 CODEC(Gorilla, ZSTD(1)),
+    MODIFY COLUMN Min Float64 CODEC(Gorilla, ZSTD(1)),
+    MODIFY COLUMN Max Float64 CODEC(Gorilla, ZSTD(1));
+
+ALTER TABLE otel_metrics_summary_local ON CLUSTER `vigil`
+    MODIFY COLUMN ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ResourceSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeName String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeVersion String CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN ScopeSchemaUrl String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricName String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricDescription String CODEC(ZSTD(3)),
+    MODIFY COLUMN MetricUnit String CODEC(ZSTD(3)),
+    MODIFY COLUMN Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN StartTimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN TimeUnix DateTime64(9) CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN Sum Float64 CODEC(Gorilla, ZSTD(1));
+
+ALTER TABLE vigil_metrics_gauge_1m_local ON CLUSTER `vigil`
+    MODIFY COLUMN ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN TimeBucket DateTime CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN ValueAvg AggregateFunction(avg, Float64) CODEC(ZSTD(3)),
+    MODIFY COLUMN ValueMin SimpleAggregateFunction(min, Float64) CODEC(Gorilla, ZSTD(1)),
+    MODIFY COLUMN ValueMax SimpleAggregateFunction(max, Float64) CODEC(Gorilla, ZSTD(1)),
+    MODIFY COLUMN ValueLast AggregateFunction(argMax, Float64, DateTime64(9)) CODEC(ZSTD(3)),
+    MODIFY COLUMN Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1));
+
+ALTER TABLE vigil_metrics_gauge_1h_local ON CLUSTER `vigil`
+    MODIFY COLUMN ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    MODIFY COLUMN TimeBucket DateTime CODEC(DoubleDelta, ZSTD(1)),
+    MODIFY COLUMN ValueAvg AggregateFunction(avg, Float64) CODEC(ZSTD(3)),
+    MODIFY COLUMN ValueMin SimpleAggregateFunction(min, Float64) CODEC(Gorilla, ZSTD(1)),
+    MODIFY COLUMN ValueMax SimpleAggregateFunction(max, Float64) CODEC(Gorilla, ZSTD(1)),
+    MODIFY COLUMN ValueLast AggregateFunction(argMax, Float64, DateTime64(9)) CODEC(ZSTD(3)),
+    MODIFY COLUMN Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1));
+

@@ -13,6 +13,7 @@ import pytest
 from tests.local import LocalVigil
 from vigil.store import Store, open_store
 from vigil.store.schema import INGEST_LEDGER, METRIC_TABLES, ROLLUPS_1H, ROLLUPS_1M, SchemaContext, migrate
+from vigil.store.schema_history import GAUGE_HISTORY
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,7 +34,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 @pytest.fixture
 def clean_store(store: Store) -> Store:
-    for table in (*METRIC_TABLES, *ROLLUPS_1M, *ROLLUPS_1H, INGEST_LEDGER):
+    for table in (*METRIC_TABLES, *ROLLUPS_1M, *ROLLUPS_1H, INGEST_LEDGER, *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     return store
 

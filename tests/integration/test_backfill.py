@@ -16,6 +16,7 @@ from vigil.pidlock import PidLock
 from vigil.store import Store
 from vigil.store.columns import GAUGE
 from vigil.store.schema import ROLLUP_1H, ROLLUP_1M
+from vigil.store.schema_history import GAUGE_HISTORY
 
 GPUS, STEP = 32, 240  # 4 nodes: teams of 2, 1 and 1 nodes
 HOUR = 3600
@@ -23,7 +24,7 @@ HOUR = 3600
 
 @pytest.fixture(scope="module")
 def written(store: Store) -> b.Fleet:
-    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H):
+    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     # ends on a whole hour a day ago, so every hour bucket is complete and within the raw TTL
     fleet = b.Fleet(

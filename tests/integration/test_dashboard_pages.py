@@ -24,6 +24,7 @@ from vigil.kernel import RunPlan
 from vigil.settings import Settings
 from vigil.store import Store
 from vigil.store.columns import GAUGE, SUM
+from vigil.store.schema_history import GAUGE_HISTORY
 from vigil.views import alerts_view
 
 NOW = (int(time.time()) // 60) * 60  # a minute edge, so rollup buckets line up with the raw points
@@ -125,7 +126,7 @@ def alerts() -> FakeAlerts:
 def client(store: Store, tmp_path_factory: pytest.TempPathFactory, alerts: FakeAlerts) -> Iterator[TestClient]:
     from tests.integration.conftest import METRIC_TABLES, ROLLUPS_1H, ROLLUPS_1M
 
-    for table in (*METRIC_TABLES, *ROLLUPS_1M, *ROLLUPS_1H):
+    for table in (*METRIC_TABLES, *ROLLUPS_1M, *ROLLUPS_1H, *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     _load(store)
     data = tmp_path_factory.mktemp("dash")

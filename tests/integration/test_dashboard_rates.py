@@ -20,6 +20,7 @@ from vigil.kernel import RunPlan
 from vigil.settings import Settings
 from vigil.store import Store
 from vigil.store.columns import HISTOGRAM, SUM
+from vigil.store.schema_history import GAUGE_HISTORY
 
 NOW = (int(time.time()) // 3600) * 3600
 ENGINES = (
@@ -84,7 +85,7 @@ def _load(store: Store) -> None:
 def client(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     from tests.integration.conftest import METRIC_TABLES, ROLLUPS_1H, ROLLUPS_1M
 
-    for table in (*METRIC_TABLES, *ROLLUPS_1M, *ROLLUPS_1H):
+    for table in (*METRIC_TABLES, *ROLLUPS_1M, *ROLLUPS_1H, *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     _load(store)
     data = tmp_path_factory.mktemp("rates")

@@ -25,6 +25,7 @@ from vigil.settings import Settings
 from vigil.store import Store
 from vigil.store.read import NONE_LABEL
 from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M
+from vigil.store.schema_history import GAUGE_HISTORY
 
 WHO: dict[str, Principal | None] = {"now": Principal("t", Role.VIEWER, "token")}
 
@@ -32,7 +33,7 @@ WHO: dict[str, Principal | None] = {"now": Principal("t", Role.VIEWER, "token")}
 @pytest.fixture(scope="module")
 def api(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, int, list]]:
     """The history router served by uvicorn in a thread, with the fleet loaded into the store."""
-    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H):
+    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     base = (int(time.time()) // DAY - DAYS - 1) * DAY
     points = fleet(base)

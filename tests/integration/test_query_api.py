@@ -27,6 +27,7 @@ from vigil.kernel import RunPlan, ServiceContext
 from vigil.settings import Settings
 from vigil.store import Store
 from vigil.store.columns import GAUGE
+from vigil.store.schema_history import GAUGE_HISTORY
 
 TOKEN = "test-query-token"
 LIMITS = {"query_max_rows": 50, "query_max_bytes": 20_000, "query_timeout_s": 0.5}
@@ -209,7 +210,7 @@ def fleet_history(store: Store) -> int:
     pytest.importorskip("vigil.store.usage")
     from vigil import backfill
 
-    for table in (GAUGE, "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h"):
+    for table in (GAUGE, "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h", *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     end = int(time.time()) // 3600 * 3600
     spec = backfill.FleetSpec(gpus=16, teams=2, days=2, step=300, seed=5, metrics=("gpu.utilization",))

@@ -25,6 +25,7 @@ from vigil.store.schema import (
     reconcile_ttls,
     render_all,
 )
+from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES
 
 ROOT = Path(__file__).resolve().parents[2]
 MAP = "Map(LowCardinality(String), String)"
@@ -143,13 +144,14 @@ def test_cluster_rendering_is_replicated_distributed_on_cluster_and_parses(store
     local_tables = [s for s in creates if "_local ON CLUSTER" in s and "ENGINE = Replicated" in s]
     distributed = [s for s in creates if "ENGINE = Distributed(`gpu_fleet`" in s]
     assert (
-        len(local_tables) == len(distributed) == 20
-    )  # schema, 5 raw, 6 rollups, ledger, alerts, alert history, silences, nflog, incident events
+        len(local_tables) == len(distributed) == 22
+    )  # schema, 5 raw, 6 rollups, ledger, alerts, alert history, silences, nflog, incident events, 2 history series
     assert all("'/clickhouse/tables/{shard}/{database}/" in s and "'{replica}'" in s for s in local_tables)
     assert any("ReplicatedAggregatingMergeTree" in s for s in local_tables)
     views = [s for s in creates if "MATERIALIZED VIEW" in s]
-    assert len(views) == 6
+    assert len(views) == 8
     sources = {ROLLUP_1M: GAUGE, ROLLUP_1H: GAUGE, SUM_ROLLUP_1M: SUM, SUM_ROLLUP_1H: SUM}
+    sources |= {GAUGE_SERIES: GAUGE, ROLLUP_1H_SERIES: GAUGE}
     sources |= {HISTOGRAM_ROLLUP_1M: HISTOGRAM, HISTOGRAM_ROLLUP_1H: HISTOGRAM}
     for rollup, raw in sources.items():
         (view,) = [v for v in views if f"TO {rollup}_local" in v]

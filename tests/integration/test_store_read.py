@@ -9,6 +9,7 @@ from vigil.store import Store, StoreQueryError
 from vigil.store.plan import QueryRejected, Resolution
 from vigil.store.read import AGGREGATES, NONE_LABEL, SeriesQuery, SeriesResult, latest_per_gpu, read_series
 from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M, SchemaContext
+from vigil.store.schema_history import GAUGE_HISTORY
 
 CTX = SchemaContext()
 HOUR = 3600
@@ -42,7 +43,7 @@ def insert_points(store: Store, points: list[tuple[str, str, dict[str, str], dic
 @pytest.fixture(scope="module")
 def loaded(store: Store) -> tuple[Store, int]:
     """Three hours of one point per 20 s per GPU, loaded once for the module's reads."""
-    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H):
+    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     rng = random.Random(11)
     base = (int(time.time()) // HOUR - 4) * HOUR

@@ -12,6 +12,7 @@ from vigil.store import Store
 from vigil.store.plan import QueryRejected, Resolution
 from vigil.store.read import NONE_LABEL
 from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M, SchemaContext
+from vigil.store.schema_history import GAUGE_HISTORY
 from vigil.store.usage import UsageQuery, choose_source, gpu_hours, series, top_gpus, utilization
 
 CTX = SchemaContext()
@@ -20,7 +21,7 @@ ROLLUPS = (Resolution.MINUTE, Resolution.HOUR)
 
 @pytest.fixture(scope="module")
 def loaded(store: Store) -> tuple[Store, int, list[Point]]:
-    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H):
+    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     base = (int(time.time()) // DAY - DAYS - 1) * DAY  # inside the raw TTL, so every source holds it
     points = fleet(base)

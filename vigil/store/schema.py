@@ -29,6 +29,7 @@ from vigil.store.columns import EXP_HISTOGRAM as EXP_HISTOGRAM
 from vigil.store.columns import HISTOGRAM as HISTOGRAM
 from vigil.store.columns import SUM as SUM
 from vigil.store.columns import SUMMARY as SUMMARY
+from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES, m012_history_series
 
 if TYPE_CHECKING:
     from vigil.settings import Settings
@@ -484,6 +485,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "notify_silences_and_log", m009_notify_state),
     Migration(10, "runbook_runs_and_events", m010_runbook_audit),
     Migration(11, "incident_events", m011_incident_events),
+    Migration(12, "history_series_and_codecs", m012_history_series),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.
@@ -493,6 +495,8 @@ TTL_TABLES: dict[str, Callable[[SchemaContext], str]] = {
     **{t: (lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days)) for t in ROLLUPS_1H},
     INGEST_LEDGER: lambda ctx: f"toDateTime(CommittedAt) + toIntervalHour({ctx.idempotency_window_hours})",
     ALERT_HISTORY: lambda ctx: _ttl_days("At", ctx.alert_history_days),
+    GAUGE_SERIES: lambda ctx: _ttl_days("LastSeen", ctx.rollup_1h_ttl_days),
+    ROLLUP_1H_SERIES: lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days),
 }
 
 

@@ -30,6 +30,10 @@ the page and the API report the step used.
 
 Every value a caller passes, attribute keys included, is bound as a parameter; the only identifiers
 in the SQL are table names from `Resolution`.
+
+At the 1-hour resolution the same numbers come from migration 12's per-series tables
+(`vigil.store.usage_hourly`), which hold no attribute maps per row; reads go through the store's own
+history handle (`Store.read_rows`), so they do not queue behind rule evaluation and inserts.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME
+from vigil.store import usage_hourly as hourly
 from vigil.store.client import Store
 from vigil.store.plan import QueryRejected, Resolution, SeriesPlan, plan_series
-from vigil.store.read import MAX_ROWS, NONE_LABEL, check_labels, filter_sql, run_limited
+from vigil.store.read import MAX_ROWS, NONE_LABEL, check_labels, filter_sql
 from vigil.store.schema import SchemaContext
 
 METRIC = GPU_UTILIZATION.name
@@ -234,10 +239,14 @@ def gpu_hours(
     max_rows: int = MAX_ROWS,
 ) -> list[GroupHours]:
     """Allocated, busy and idle GPU-hours per group, most allocated first."""
-    sql, params = gpu_hours_sql(q, plan(q, ctx=ctx, now=now))
+    p = plan(q, ctx=ctx, now=now)
+    fast = _hourly(store, q, p)
+    if fast is not None:
+        return hourly.hours(q, p, fast, hourly.per_gpu(store, q, p, fast, not store.cluster))
+    sql, params = gpu_hours_sql(q, p)
     return [
         GroupHours({q.group_by: g}, float(allocated), float(busy), float(idle), int(gpus))
-        for g, allocated, busy, idle, gpus in run_limited(store, sql, params, max_rows)
+        for g, allocated, busy, idle, gpus in hourly.read_limited(store, sql, params, max_rows)
     ]
 
 
@@ -250,11 +259,23 @@ def top_gpus(
     now: float | None = None,
 ) -> list[GpuUsage]:
     """The `q.top` GPUs with the lowest (idle) or highest (hot) average utilization over the range."""
-    sql, params = top_gpus_sql(q, plan(q, ctx=ctx, now=now), order)
+    p = plan(q, ctx=ctx, now=now)
+    sql, params = top_gpus_sql(q, p, order)  # checks `order` whichever source answers
+    fast = _hourly(store, q, p)
+    if fast is not None:
+        return hourly.top(q, p, fast, hourly.per_gpu(store, q, p, fast, not store.cluster), order == "hot")
     return [
         GpuUsage(uuid, host, {q.group_by: g}, float(avg), float(hours), float(busy), float(idle))
-        for uuid, host, g, avg, hours, busy, idle in run_limited(store, sql, params, q.top)
+        for uuid, host, g, avg, hours, busy, idle in hourly.read_limited(store, sql, params, q.top)
     ]
+
+
+def _hourly(store: Store, q: UsageQuery, p: SeriesPlan) -> hourly.Series | None:
+    """The series for the per-series hourly tables when the plan reads the 1-hour rollup and they are
+    few enough to bind (see `vigil.store.usage_hourly`); None: read the rollup itself."""
+    if p.source is not Resolution.HOUR:
+        return None
+    return hourly.series(store, q, p)
 
 
 Measure = Literal["avg", "busy", "allocated"]
@@ -289,8 +310,15 @@ def series(
     utilization / 100, so busy GPU-hours = its points * step / 3600); `allocated` the GPUs reporting."""
     p = plan(q, ctx=ctx, now=now)
     sql, params = utilization_sql(q, p) if measure == "avg" else stacked_sql(q, p, measure)
+    fast = _hourly(store, q, p)
+    if fast is None:
+        rows = hourly.read_limited(store, sql, params, max_rows)
+    elif measure == "avg":
+        rows = hourly.average(store, q, p, fast, max_rows, not store.cluster)
+    else:
+        rows = hourly.stacked(store, p, fast, MEASURES[measure], max_rows, not store.cluster)
     found: dict[str, UsageSeries] = {}
-    for group, bucket, value in run_limited(store, sql, params, max_rows):
+    for group, bucket, value in rows:
         one = found.get(group)
         if one is None:
             one = found[group] = UsageSeries({q.group_by: group}, [])

@@ -1,0 +1,165 @@
+"""Migration 12 against the real embedded store: the per-series tables answer the 1-hour usage
+questions as the hourly rollup does (one series per GPU or several), its copy of an existing install's
+history runs once, its codecs keep the exporter's names and types, and history reads do not wait
+behind the shared handle."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, fleet, insert
+from vigil.store import Store
+from vigil.store import usage as u
+from vigil.store import usage_hourly as hourly
+from vigil.store.columns import flat_types
+from vigil.store.plan import Resolution
+from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M, SchemaContext
+from vigil.store.schema_history import GAUGE_HISTORY, GAUGE_SERIES, ROLLUP_1H_SERIES, m012_history_series
+
+MAP = {"gpu.uuid": "GPU-m0", "gpu.model": "H100"}
+
+
+def _row(t_s: int, value: float, resource: dict[str, str]) -> tuple[Any, ...]:
+    return (resource, resource.get("service.name", "agent"), "gpu.utilization", MAP, t_s * 10**9, value)
+
+
+def _insert_rows(store: Store, rows: list[tuple[Any, ...]]) -> None:
+    names = ["ResourceAttributes", "ServiceName", "MetricName", "Attributes", "TimeUnix", "Value"]
+    store.insert_columns(GAUGE, list(zip(*rows, strict=True)), names)
+
+
+@pytest.fixture(scope="module")
+def loaded(store: Store) -> tuple[Store, int]:
+    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
+        store.command(f"TRUNCATE TABLE {table}")
+    base = (int(time.time()) // DAY - DAYS - 1) * DAY
+    insert(store, fleet(base))
+    # GPU-m0: its pod changes at hour 5 (two series, one GPU and group), then its team at 10:30
+    # (two groups inside one hour): the general path, not the one-series-per-GPU shortcut
+    rows = []
+    for t in range(base, base + DAYS * DAY, 60):
+        pod = "p1" if t < base + 5 * HOUR else "p2"
+        team = "ml" if t < base + 10 * HOUR + 1800 else "infra"
+        value = float((t // 60) % 97)
+        rows.append(_row(t, value, {"host.name": "n9", "team": team, "k8s.pod.name": pod}))
+    _insert_rows(store, rows)
+    return store, base
+
+
+def _answers(store: Store, q: u.UsageQuery) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        m: [(s.labels, s.points) for s in u.series(store, q, m).series]  # type: ignore[arg-type]
+        for m in ("avg", "busy", "allocated")
+    }
+    out["hours"] = u.gpu_hours(store, q)
+    out["idle"] = u.top_gpus(store, q, "idle")
+    out["hot"] = u.top_gpus(store, q, "hot")
+    return out
+
+
+def _same(a: Any, b: Any) -> None:
+    if isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _same(x, y)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _same(a[k], b[k])
+    elif hasattr(a, "__dataclass_fields__"):
+        _same(vars(a), vars(b))
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("step", [HOUR, 3 * HOUR])
+@pytest.mark.parametrize(
+    ("group_by", "filters"),
+    [("team", {}), ("host.name", {}), ("team", {"k8s.cluster.name": "east"}), ("team", {"team": NASTY})],
+)
+def test_the_series_tables_answer_as_the_hourly_rollup(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch, step: int, group_by: str, filters: dict[str, str]
+) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, step, group_by=group_by, filters=filters, source=Resolution.HOUR)
+    used = []
+    real = hourly.series
+    monkeypatch.setattr(hourly, "series", lambda *a: used.append(1) or real(*a))
+    fast = _answers(store, q)
+    assert used, "the 1-hour answers did not read the series tables"
+    monkeypatch.setattr(u, "_hourly", lambda *a: None)  # the rollup with its maps, as before migration 12
+    _same(fast, _answers(store, q))
+
+
+def test_past_the_series_limit_the_rollup_answers(loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
+    fast = _answers(store, q)
+    monkeypatch.setattr(hourly, "MAX_SERIES", 2)
+    p = u.plan(q)
+    assert hourly.series(store, q, p) is None
+    _same(fast, _answers(store, q))
+
+
+def _contents(store: Store) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    series = store.query_rows(f"SELECT SeriesHash, any(Attributes) FROM {GAUGE_SERIES} GROUP BY SeriesHash ORDER BY 1")
+    hours = store.query_rows(
+        f"SELECT SeriesHash, TimeBucket, round(sum(Sum), 6), sum(Count) FROM {ROLLUP_1H_SERIES} "
+        "GROUP BY SeriesHash, TimeBucket ORDER BY 1, 2"
+    )
+    return series, hours
+
+
+def test_the_migration_copies_the_hourly_rollup_once(loaded: tuple[Store, int]) -> None:
+    store, _ = loaded
+    filled_by_views = _contents(store)
+    assert filled_by_views[0] and filled_by_views[1]
+    copies = [s for s in m012_history_series(SchemaContext()) if s.startswith("INSERT")]
+    assert len(copies) == 2
+    try:
+        for table in GAUGE_HISTORY:  # an install from before migration 12: the rollup only
+            store.command(f"TRUNCATE TABLE {table}")
+        for sql in copies:
+            store.command(sql)
+        assert _contents(store) == filled_by_views
+        for sql in copies:  # a migration run again copies nothing twice
+            store.command(sql)
+        assert _contents(store) == filled_by_views
+    finally:
+        for table in GAUGE_HISTORY:
+            store.command(f"TRUNCATE TABLE {table}")
+        for sql in copies:
+            store.command(sql)
+
+
+def test_codecs_change_and_the_exporter_columns_do_not(store: Store) -> None:
+    rows = store.query_rows(
+        "SELECT table, name, type, compression_codec FROM system.columns WHERE database = currentDatabase() "
+        "AND table IN ('otel_metrics_gauge', 'vigil_metrics_gauge_1m', 'vigil_metrics_gauge_1h')"
+    )
+    columns = {(t, n): (type_, codec) for t, n, type_, codec in rows}
+    assert {n: ty for (t, n), (ty, _) in columns.items() if t == GAUGE} == flat_types(GAUGE)
+    assert "DoubleDelta" in columns[(GAUGE, "TimeUnix")][1]
+    assert "Gorilla" in columns[(GAUGE, "Value")][1]
+    assert "ZSTD(3)" in columns[(GAUGE, "Attributes")][1]
+    for rollup in (ROLLUP_1M, ROLLUP_1H):
+        assert "Gorilla" in columns[(rollup, "ValueMin")][1]
+        assert "T64" in columns[(rollup, "Count")][1]
+        assert "ZSTD(3)" in columns[(rollup, "ResourceAttributes")][1]
+
+
+def test_a_history_read_does_not_wait_behind_the_shared_handle(store: Store) -> None:
+    busy = threading.Thread(target=store.query_rows, args=("SELECT sleep(1.5)",))
+    busy.start()
+    try:
+        time.sleep(0.2)  # the shared handle is now inside its query
+        assert store.read_rows("SELECT 41 + 1") == [(42,)]
+        assert busy.is_alive(), "the read waited for the shared handle's query to end"
+    finally:
+        busy.join()

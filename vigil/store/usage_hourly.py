@@ -1,0 +1,238 @@
+"""`vigil.store.usage`'s answers at the 1-hour resolution, from the per-series tables (migration 12).
+
+The same rules as `vigil.store.usage` (read its docstring), computed without reading any attribute
+map per row: the series table gives each series its GPU, group and host once; the hourly table gives
+`Sum` and `Count` per series and hour; a series maps to its GPU (a distinct (uuid, group) pair) and to
+its group through `transform` over arrays bound as parameters. The few per-GPU rows come back to
+Python, which sums them per group or per GPU.
+
+Per-GPU buckets are one row per (series, hour) read with FINAL when every GPU has one series, the step
+is the table's hour and the store is one node (FINAL does not merge rows of one key held by two
+shards); otherwise they are grouped per (GPU, bucket) in SQL, which is exact in every case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME
+from vigil.store.client import Store, StoreQueryError
+from vigil.store.plan import SeriesPlan
+from vigil.store.read import NONE_LABEL, filter_sql
+from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES
+
+if TYPE_CHECKING:
+    from vigil.store.usage import GpuUsage, GroupHours, UsageQuery
+
+MAX_SERIES = 4096  # past it the arrays bound into the SQL grow long: the caller reads the rollup instead
+HOUR_S = 3600
+
+_GROUP = (
+    "if(mapContains(Attributes, {gkey:String}), Attributes[{gkey:String}], "
+    "if(mapContains(ResourceAttributes, {gkey:String}), ResourceAttributes[{gkey:String}], {none:String}))"
+)
+
+
+@dataclass(frozen=True)
+class Series:
+    """The series of a question, indexed: `key[i]` is series i's GPU (1-based), `gpus[k - 1]` that
+    GPU's (uuid, group, host), `groups[j - 1]` a group's value and `key_group[k - 1]` a GPU's group."""
+
+    hashes: list[int]
+    key: list[int]
+    gpus: list[tuple[str, str, str]]
+    groups: list[str]
+    key_group: list[int]
+
+    @property
+    def one_per_gpu(self) -> bool:
+        return len(self.gpus) == len(self.hashes)
+
+
+# The same question must get the same answer twice (the page's chart and its download), but float sums
+# depend on their order: threads finish in any order, and a background merge turns an hour's partial rows
+# into one. So the hourly rows are read FINAL (merged the same way whether merged yet or not) on one thread.
+SAME_ORDER = {"max_threads": 1}
+
+
+def read_limited(store: Store, sql: str, params: dict[str, Any], max_rows: int) -> list[tuple[Any, ...]]:
+    try:
+        return store.read_rows(
+            sql, params, settings={**SAME_ORDER, "max_result_rows": max_rows, "result_overflow_mode": "throw"}
+        )
+    except Exception as exc:
+        if "TOO_MANY_ROWS" in str(exc) or "Limit for result exceeded" in str(exc):
+            raise StoreQueryError(
+                f"the answer has more than {max_rows} rows: narrow the range, raise the step or group the series"
+            ) from None
+        raise StoreQueryError(f"the store failed a read: {exc}") from None
+
+
+def series(store: Store, q: UsageQuery, p: SeriesPlan) -> Series | None:
+    """The GPU series that match `q`'s filters and were seen in its range; None past `MAX_SERIES`."""
+    params: dict[str, Any] = {"metric": GPU_UTILIZATION.name, "uuid_key": GPU_UUID, "host_key": HOST_NAME}
+    params |= {"gkey": q.group_by, "none": NONE_LABEL, "start": p.start}
+    sql = (
+        f"SELECT SeriesHash, any(Attributes[{{uuid_key:String}}]), any({_GROUP}),\n"
+        "    any(ResourceAttributes[{host_key:String}]), max(LastSeen) AS seen\n"
+        f"FROM {GAUGE_SERIES}\n"
+        "WHERE MetricName = {metric:String} AND mapContains(Attributes, {uuid_key:String})"
+        f"{filter_sql(q.filters, params)}\n"
+        "GROUP BY SeriesHash HAVING seen >= toDateTime({start:UInt32}, 'UTC')\nORDER BY SeriesHash\n"
+        "LIMIT {over:UInt32}"
+    )
+    params["over"] = MAX_SERIES + 1  # one more than may be bound: enough to tell there are too many
+    rows = read_limited(store, sql, params, MAX_SERIES + 1)
+    if len(rows) > MAX_SERIES:
+        return None
+    hashes, key, gpus, groups, key_group = [], [], [], [], []
+    gpu_index: dict[tuple[str, str], int] = {}
+    group_index: dict[str, int] = {}
+    latest: dict[int, Any] = {}
+    for series_hash, uuid, group, host, seen in rows:
+        j = group_index.setdefault(group, len(group_index) + 1)
+        if j > len(groups):
+            groups.append(group)
+        k = gpu_index.setdefault((uuid, group), len(gpu_index) + 1)
+        if k > len(gpus):
+            gpus.append((uuid, group, host))
+            key_group.append(j)
+        elif seen > latest[k]:  # the host of a GPU's latest series
+            gpus[k - 1] = (uuid, group, host)
+        latest[k] = max(seen, latest.get(k, seen))
+        hashes.append(int(series_hash))
+        key.append(k)
+    return Series(hashes, key, gpus, groups, key_group)
+
+
+def _span(p: SeriesPlan, s: Series, params: dict[str, Any]) -> str:
+    params |= {"metric": GPU_UTILIZATION.name, "start": p.start, "end": p.end, "step": p.step}
+    params |= {"h": s.hashes, "k": s.key}
+    return (
+        f"FROM {ROLLUP_1H_SERIES}{{final}}\n"
+        "WHERE MetricName = {metric:String} AND SeriesHash IN {h:Array(UInt64)}\n"
+        "    AND TimeBucket >= toDateTime({start:UInt32}, 'UTC') AND TimeBucket < toDateTime({end:UInt32}, 'UTC')"
+    )
+
+
+def _per_gpu_bucket(p: SeriesPlan, s: Series, params: dict[str, Any], single_node: bool) -> str:
+    """One row per GPU and bucket with data: `k`, `bucket`, its mean `mean_b` and sample count `n_b`."""
+    span = _span(p, s, params)
+    gpu = "transform(SeriesHash, {h:Array(UInt64)}, {k:Array(UInt32)}, toUInt32(0))"
+    if single_node and s.one_per_gpu and p.step == HOUR_S:
+        # a (series, hour) row is a (GPU, bucket) once FINAL has summed its unmerged parts
+        return (
+            f"SELECT {gpu} AS k, toUnixTimestamp(TimeBucket) AS bucket, Sum / Count AS mean_b, Count AS n_b\n"
+            + span.replace("{final}", " FINAL")
+        )
+    bucket = "intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32}"
+    return (
+        f"SELECT {gpu} AS k, {bucket} AS bucket, sum(Sum) / sum(Count) AS mean_b, sum(Count) AS n_b\n"
+        + span.replace("{final}", " FINAL" if single_node else "")
+        + "\nGROUP BY k, bucket"
+    )
+
+
+def average(
+    store: Store, q: UsageQuery, p: SeriesPlan, s: Series, max_rows: int, single_node: bool
+) -> list[tuple[str, int, float]]:
+    """(group, bucket, mean of the group's samples) in group then time order."""
+    params: dict[str, Any] = {"g": [s.key_group[k - 1] for k in s.key]}
+    span = _span(p, s, params).replace("{final}", " FINAL" if single_node else "")
+    # at the table's own hour the bucket is the stored column: no arithmetic per row before grouping
+    key = "TimeBucket" if p.step == HOUR_S else "intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32}"
+    sql = (
+        "SELECT transform(SeriesHash, {h:Array(UInt64)}, {g:Array(UInt32)}, toUInt32(0)) AS gi,\n"
+        f"    toUnixTimestamp({key}) AS bucket, sum(Sum) / sum(Count)\n"
+        f"{span}\nGROUP BY gi, {key}\nORDER BY gi, {key}"
+    )
+    rows = read_limited(store, sql, params, max_rows)
+    return sorted(((s.groups[gi - 1], int(b), float(v)) for gi, b, v in rows), key=lambda r: (r[0], r[1]))
+
+
+def stacked(
+    store: Store, p: SeriesPlan, s: Series, value: str, max_rows: int, single_node: bool
+) -> list[tuple[str, int, float]]:
+    """(group, bucket, `value` over the group's per-GPU rows there), e.g. `sum(mean_b) / 100`."""
+    params: dict[str, Any] = {"ks": list(range(1, len(s.gpus) + 1)), "kg": s.key_group}
+    inner = _per_gpu_bucket(p, s, params, single_node)
+    sql = (
+        "SELECT transform(k, {ks:Array(UInt32)}, {kg:Array(UInt32)}, toUInt32(0)) AS gi, bucket, "
+        f"{value} AS value\nFROM ({inner})\nGROUP BY gi, bucket\nORDER BY gi, bucket"
+    )
+    rows = read_limited(store, sql, params, max_rows)
+    return sorted(((s.groups[gi - 1], int(b), float(v)) for gi, b, v in rows), key=lambda r: (r[0], r[1]))
+
+
+@dataclass
+class _Gpu:
+    buckets: int = 0
+    busy: float = 0.0  # sum of bucket means, %
+    idle: int = 0
+    value_sum: float = 0.0  # sum of samples
+    samples: int = 0
+    last: int = -1
+
+
+def per_gpu(store: Store, q: UsageQuery, p: SeriesPlan, s: Series, single_node: bool) -> dict[int, _Gpu]:
+    """Each GPU key's buckets, busy and idle buckets, sample sum and count, and latest bucket."""
+    params: dict[str, Any] = {"thr": float(q.idle_threshold)}
+    inner = _per_gpu_bucket(p, s, params, single_node)
+    sql = (
+        "SELECT k, count(), sum(mean_b), countIf(mean_b < {thr:Float64}), sum(mean_b * n_b), sum(n_b), max(bucket)\n"
+        f"FROM ({inner})\nGROUP BY k"
+    )
+    return {
+        int(k): _Gpu(int(n), float(busy), int(idle), float(vsum), int(samples), int(last))
+        for k, n, busy, idle, vsum, samples, last in read_limited(store, sql, params, len(s.gpus) + 1)
+    }
+
+
+def hours(q: UsageQuery, p: SeriesPlan, s: Series, found: dict[int, _Gpu]) -> list[GroupHours]:
+    from vigil.store.usage import GroupHours
+
+    per_group: dict[str, list[Any]] = {}
+    for k, g in sorted(found.items()):  # one order, so Python's float sums come out the same each time
+        uuid, group, _ = s.gpus[k - 1]
+        acc = per_group.setdefault(group, [0, 0.0, 0, set()])
+        acc[0] += g.buckets
+        acc[1] += g.busy
+        acc[2] += g.idle
+        acc[3].add(uuid)
+    out = [
+        GroupHours({q.group_by: group}, n * p.step / HOUR_S, busy * p.step / 360000, idle * p.step / HOUR_S, len(uuids))
+        for group, (n, busy, idle, uuids) in per_group.items()
+    ]
+    return sorted(out, key=lambda h: (-h.allocated_h, h.labels[q.group_by]))
+
+
+def top(q: UsageQuery, p: SeriesPlan, s: Series, found: dict[int, _Gpu], descending: bool) -> list[GpuUsage]:
+    from vigil.store.usage import GpuUsage
+
+    per_uuid: dict[str, list[Any]] = {}
+    for k, g in sorted(found.items()):
+        uuid, group, host = s.gpus[k - 1]
+        acc = per_uuid.setdefault(uuid, [0, 0.0, 0, 0.0, 0, -1, group, host])
+        acc[0] += g.buckets
+        acc[1] += g.busy
+        acc[2] += g.idle
+        acc[3] += g.value_sum
+        acc[4] += g.samples
+        if g.last > acc[5]:
+            acc[5], acc[6], acc[7] = g.last, group, host
+    gpus = [
+        GpuUsage(
+            uuid,
+            host,
+            {q.group_by: group},
+            vsum / samples,
+            n * p.step / HOUR_S,
+            busy * p.step / 360000,
+            idle * p.step / HOUR_S,
+        )
+        for uuid, (n, busy, idle, vsum, samples, _, group, host) in per_uuid.items()
+        if samples
+    ]
+    sign = -1.0 if descending else 1.0
+    return sorted(gpus, key=lambda g: (sign * g.avg_utilization, g.uuid))[: q.top]
