@@ -35,8 +35,10 @@ def output_dir() -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Per module, not per session: Playwright's sync API keeps an event loop running on this thread
+    until it stops, and later tests that call asyncio.run() would find it."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set VIGIL_CHROMIUM)")
     try:

@@ -102,6 +102,8 @@ def test_defect4_many_series_of_large_attributes_keep_rss_bounded(make_server) -
     The cache is held to its bound exactly; the process as a whole may grow by what 128 MB of
     attribute text costs on its way through Arrow into the engine (its parts and caches), which
     is not ours to bound: before the cache had a byte bound, 8,000 such series grew it by 2 GB.
+    Since migration 12 two more views copy each new series' maps (the per-series history tables),
+    and the growth measured 614 MB in one run; the bound keeps room for that, far under the 2 GB.
     """
     cache_bound = 8 * 1024 * 1024
     server: VigilServer = make_server({"VIGIL_ATTRIBUTE_CACHE_BYTES": str(cache_bound)}).start()
@@ -114,7 +116,7 @@ def test_defect4_many_series_of_large_attributes_keep_rss_bounded(make_server) -
     assert_still_serving(server, now + 1)
     assert 0 < server.metric_value("vigil_collector_attribute_cache_bytes") <= cache_bound
     grown = rss_mb(server) - before
-    assert grown < 600, f"RSS grew {grown:.0f} MB (the engine's own caches included)"
+    assert grown < 800, f"RSS grew {grown:.0f} MB (the engine's own caches included)"
     assert stored(server, "SELECT count() FROM otel_metrics_gauge WHERE MetricName = 'wide'") == [[2000]]
 
 
