@@ -1,10 +1,15 @@
 """The edge where runbook actions touch the world: the workload's and the agent's control APIs over
 HTTP, the Kubernetes API, NVML. An action the environment does not allow is refused with the
 reason (`ActionRefused`), never faked; `preflight` tells a dry run the same without acting.
+
+Every action honours its attempt's `Deadline`: each request's timeout is the time the step has left,
+an answer is read in chunks that stop once the deadline passes or the run is cancelled, and no
+request starts after it. So a timed-out step stops doing work at its timeout, not at some HTTP default.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from runbooks.deadline import Deadline
 from runbooks.model import TargetKind
 from vigil.kernel import RunPlan
 from vigil.logs import event
@@ -20,6 +26,8 @@ from vigil.logs import event
 log = logging.getLogger(__name__)
 
 MAX_EVICTIONS = 500  # pods evicted by one drain; a node holding more is not one a runbook should empty
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # one answer read whole (a node's pod list is the largest expected)
+DRAIN_MARGIN_S = 2.0  # a drained restart's answer comes after its drain: the step needs this much beyond it
 
 
 class ActionRefused(Exception):
@@ -28,6 +36,10 @@ class ActionRefused(Exception):
 
 class ActionFailed(Exception):
     """The action was tried and failed (a refused request, a timeout); retrying may help."""
+
+
+class ActionTimedOut(ActionFailed):
+    """The step's time ran out (or the run was cancelled) before the action finished; it did no more."""
 
 
 @dataclass(frozen=True)
@@ -81,32 +93,41 @@ class Actuators:
     # -- acting --------------------------------------------------------------------------------
 
     def perform(
-        self, kind: TargetKind, target: str, verb: str, args: Mapping[str, Any], timeout_s: float
+        self, kind: TargetKind, target: str, verb: str, args: Mapping[str, Any], deadline: Deadline
     ) -> dict[str, Any]:
-        """Do it; answers what the far side said. Raises ActionRefused or ActionFailed."""
+        """Do it within `deadline`; answers what the far side said. Raises ActionRefused or ActionFailed
+        (ActionTimedOut when the deadline passed or the run was cancelled first)."""
         event(log, "runbook_action", target_kind=kind.value, target=target, action=verb)
         if kind is TargetKind.WORKLOAD:
-            return self._workload_action(target, verb, args, timeout_s)
+            return self._workload_action(target, verb, args, deadline)
         if kind is TargetKind.NODE:
-            return self._node_action(target, verb, args, timeout_s)
+            return self._node_action(target, verb, args, deadline)
         if verb == "clear_fault":
-            return self._request("DELETE", f"{self._agent()}/faults", timeout_s)
-        return self._gpu_nvml(target, verb, args)
+            return self._request("DELETE", f"{self._agent()}/faults", deadline)
+        return self._gpu_nvml(target, verb, args, deadline)
 
     def _request(
-        self, method: str, url: str, timeout_s: float, headers: Mapping[str, str] | None = None, **kwargs: Any
+        self, method: str, url: str, deadline: Deadline, headers: Mapping[str, str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         client = self._kube_http if self._kube.url and url.startswith(self._kube.url.rstrip("/")) else self._http
+        _in_time(deadline, f"{method} {url}: not sent")
+        left = deadline.left()
         try:
-            answer = client.request(method, url, headers=headers, timeout=timeout_s, **kwargs)
+            with client.stream(method, url, headers=headers, timeout=left, **kwargs) as answer:
+                raw = bytearray()
+                for chunk in answer.iter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_ANSWER_BYTES:
+                        raise ActionFailed(f"{method} {url}: answer larger than {MAX_ANSWER_BYTES} bytes")
+                    _in_time(deadline, f"{method} {url}: answer cut off")
         except httpx.TimeoutException:
-            raise ActionFailed(f"{method} {url}: no answer in {timeout_s:g}s") from None
+            raise ActionTimedOut(f"{method} {url}: no answer within the step's {left:.3g}s left") from None
         except httpx.HTTPError as exc:
             raise ActionFailed(f"{method} {url}: {exc}") from None
         try:
-            body = answer.json()
+            body = json.loads(raw)
         except ValueError:
-            body = {"text": answer.text[:2000]}
+            body = {"text": raw[:2000].decode(errors="replace")}
         if answer.status_code == 409:
             raise ActionRefused(f"{method} {url} refused (409): {_detail(body)}")
         if answer.status_code >= 400:
@@ -125,20 +146,23 @@ class Actuators:
             )
         return wl.url, {"Authorization": f"Bearer {wl.control_token}"} if wl.control_token else {}
 
-    def _workload_action(self, target: str, verb: str, args: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
+    def _workload_action(self, target: str, verb: str, args: Mapping[str, Any], deadline: Deadline) -> dict[str, Any]:
         url, headers = self._workload(target)
         if verb == "set_config":
-            return self._request("PATCH", f"{url}/control/config", timeout_s, headers, json=dict(args))
+            return self._request("PATCH", f"{url}/control/config", deadline, headers, json=dict(args))
         if verb == "shed":
-            return self._request("POST", f"{url}/control/shed", timeout_s, headers, json={"fraction": args["fraction"]})
+            return self._request("POST", f"{url}/control/shed", deadline, headers, json={"fraction": args["fraction"]})
         if verb == "restart":
             drain = float(args.get("drain_timeout_s", 10.0))
-            return self._request(
-                "POST", f"{url}/control/restart", max(timeout_s, drain + 5), headers, json={"drain_timeout_s": drain}
-            )
+            if drain + DRAIN_MARGIN_S > deadline.seconds:
+                raise ActionRefused(
+                    f"a drain of {drain:g}s does not fit the step's timeout of {deadline.seconds:g}s: "
+                    f"give the step a timeout of at least {drain + DRAIN_MARGIN_S:g}s"
+                )
+            return self._request("POST", f"{url}/control/restart", deadline, headers, json={"drain_timeout_s": drain})
         if verb == "clear_faults":
             params = {"kind": args["kind"]} if args.get("kind") else None
-            return self._request("DELETE", f"{url}/control/fault", timeout_s, headers, params=params)
+            return self._request("DELETE", f"{url}/control/fault", deadline, headers, params=params)
         raise ActionRefused(f"{verb!r} is not a workload action")
 
     # agent (simulated GPUs)
@@ -161,7 +185,7 @@ class Actuators:
                 "Vigil runs on the GPU's host with the rights to change its power limit"
             )
 
-    def _gpu_nvml(self, target: str, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    def _gpu_nvml(self, target: str, verb: str, args: Mapping[str, Any], deadline: Deadline) -> dict[str, Any]:
         self._nvml_refusal(verb)
         assert self._nvml is not None
         nvml = self._nvml()
@@ -180,6 +204,7 @@ class Actuators:
             watts = float(args["watts"])
             if not low <= watts * 1000 <= high:
                 raise ActionFailed(f"{watts:g} W is outside the GPU's range {low / 1000:g} to {high / 1000:g} W")
+            _in_time(deadline, "power limit not set")
             try:
                 nvml.nvmlDeviceSetPowerManagementLimit(handle, int(watts * 1000))
             except Exception as exc:
@@ -204,15 +229,15 @@ class Actuators:
                 raise ActionRefused(f"cannot read the Kubernetes token {self._kube.token_file}: {exc}") from None
         return self._kube.url.rstrip("/"), headers
 
-    def _node_action(self, node: str, verb: str, args: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
+    def _node_action(self, node: str, verb: str, args: Mapping[str, Any], deadline: Deadline) -> dict[str, Any]:
         base, headers = self._kube_base()
         if verb in ("cordon", "uncordon"):
-            return self._cordon(base, headers, node, verb == "cordon", timeout_s)
+            return self._cordon(base, headers, node, verb == "cordon", deadline)
         if verb != "drain":
             raise ActionRefused(f"{verb!r} is not a node action")
-        self._cordon(base, headers, node, True, timeout_s)
+        self._cordon(base, headers, node, True, deadline)
         pods = self._request(
-            "GET", f"{base}/api/v1/pods", timeout_s, headers, params={"fieldSelector": f"spec.nodeName={node}"}
+            "GET", f"{base}/api/v1/pods", deadline, headers, params={"fieldSelector": f"spec.nodeName={node}"}
         ).get("items", [])
         evicted, skipped = [], []
         for pod in pods[: MAX_EVICTIONS + 1]:
@@ -233,20 +258,27 @@ class Actuators:
             if "grace_period_s" in args:
                 body["deleteOptions"] = {"gracePeriodSeconds": int(args["grace_period_s"])}
             self._request(
-                "POST", f"{base}/api/v1/namespaces/{namespace}/pods/{name}/eviction", timeout_s, headers, json=body
+                "POST", f"{base}/api/v1/namespaces/{namespace}/pods/{name}/eviction", deadline, headers, json=body
             )
             evicted.append(f"{namespace}/{name}")
         return {"node": node, "cordoned": True, "evicted": evicted, "skipped": skipped}
 
-    def _cordon(self, base: str, headers: dict[str, str], node: str, on: bool, timeout_s: float) -> dict[str, Any]:
+    def _cordon(self, base: str, headers: dict[str, str], node: str, on: bool, deadline: Deadline) -> dict[str, Any]:
         self._request(
             "PATCH",
             f"{base}/api/v1/nodes/{node}",
-            timeout_s,
+            deadline,
             {**headers, "Content-Type": "application/strategic-merge-patch+json"},
             json={"spec": {"unschedulable": on}},
         )
         return {"node": node, "unschedulable": on}
+
+
+def _in_time(deadline: Deadline, what: str) -> None:
+    if deadline.stopped:
+        raise ActionTimedOut(f"{what}: the run was cancelled or the step gave up")
+    if deadline.over:
+        raise ActionTimedOut(f"{what}: the step's {deadline.seconds:g}s ran out")
 
 
 def _detail(body: Any) -> str:

@@ -1,25 +1,31 @@
 """The run engine: starts runs, walks their steps with retries and timeouts, waits for approvals,
 holds one run per (runbook, target), re-runs from a failed step, and records everything in the audit log.
 
-A run walks in a thread of its own; an attempt at a step runs in a bounded pool, so a step past its
-timeout is recorded as timed out while the engine moves on (an HTTP action is bounded by the same
-timeout anyway). Every change is a new audit row, written before the engine acts on it, so what the
-store says is at least as far as the run got. At start, runs the store holds as unfinished were cut
-off by a stop of `vigil up`: they are recorded as `interrupted`, never as succeeded.
+A run walks in a thread of its own; an attempt at a step runs in a bounded pool with a `Deadline`
+of the step's timeout that its work honours (HTTP timeouts from the time left, a stop that a cancel
+sets), so a timed-out attempt has stopped when it is recorded. A retry starts only after the attempt
+before it returned: one that ignores its deadline past `SETTLE_S` fails the step without a retry,
+and the run holds its lock until that attempt ends (up to `STRAGGLER_WAIT_S`).
+
+Every change is a new audit row, written before the engine acts on it, so what the store says is
+at least as far as the run got. At start, runs the store holds as unfinished were cut off by a stop
+of `vigil up`: they are recorded as `interrupted`, never as succeeded.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbooks.audit import AuditLog, RunRecord, StepEvent
+from runbooks.deadline import Deadline
 from runbooks.model import Runbook, Step, StepKind
 from runbooks.steps import Outcome, StepRunner
 from vigil.logs import event
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SYSTEM = "vigil"  # the actor of what Vigil itself records (an interrupted run)
 RETRYABLE = frozenset({"failed", "interrupted"})
+SETTLE_S = 2.0  # how long past its deadline an attempt may take to notice it and return
+STRAGGLER_WAIT_S = 60.0  # how long a run waits, holding its lock, for an attempt that ignored its deadline
 
 
 @dataclass
@@ -42,6 +50,8 @@ class _Live:
     cancel: threading.Event = field(default_factory=threading.Event)
     cancelled_by: str = ""
     done: threading.Event = field(default_factory=threading.Event)
+    attempt: Deadline | None = None  # the attempt in flight: a cancel stops it
+    straggler: Future[Outcome] | None = None  # an attempt still running past its deadline
 
 
 class Engine:
@@ -54,11 +64,13 @@ class Engine:
         *,
         max_active: int = 32,
         workers: int = 8,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runbooks = dict(runbooks)
         self._audit = audit
         self._steps = steps
         self._clock = clock
+        self._monotonic = monotonic
         self._max_active = max_active
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
@@ -87,7 +99,7 @@ class Engine:
             live = list(self._live.values())
         for run in live:
             run.cancelled_by = run.cancelled_by or SYSTEM
-            run.cancel.set()
+            self._stop(run)
         for run in live:
             run.done.wait(timeout_s / max(1, len(live)))
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -155,7 +167,7 @@ class Engine:
             live = self._live.get(run_id)
             if live is not None:
                 live.cancelled_by = who
-                live.cancel.set()
+                self._stop(live)
                 return live.record
         record = self._record(run_id)
         raise RunConflict(f"run {run_id} is {record.state}: only a running run can be cancelled")
@@ -222,6 +234,13 @@ class Engine:
             raise TooManyRuns("Vigil is shutting down")
         self._held[(name, target)] = run_id
 
+    @staticmethod
+    def _stop(live: _Live) -> None:
+        live.cancel.set()
+        attempt = live.attempt  # read once: the walk clears it when the attempt returns
+        if attempt is not None:
+            attempt.stop()
+
     def _release(self, live: _Live) -> None:
         with self._lock:
             self._live.pop(live.record.id, None)
@@ -255,7 +274,20 @@ class Engine:
         except Exception as exc:  # the store failed under us: say so in the log; recovery marks it interrupted
             event(log, "runbook_run_crashed", level=logging.ERROR, run=live.record.id, error=str(exc))
         finally:
+            self._await_straggler(live)
             self._release(live)
+
+    def _await_straggler(self, live: _Live) -> None:
+        """Hold the run's lock while an attempt that ignored its deadline still runs: another run on the
+        target must not overlap it either."""
+        if live.straggler is None:
+            return
+        try:
+            live.straggler.result(timeout=STRAGGLER_WAIT_S)
+        except FutureTimeout:
+            event(log, "runbook_attempt_stuck", level=logging.ERROR, run=live.record.id, waited_s=STRAGGLER_WAIT_S)
+        except Exception:  # its outcome was recorded as timed out already
+            pass
 
     def _with_retries(self, live: _Live, step: Step) -> Outcome:
         outcome = Outcome(False, "failed", "not tried")
@@ -270,16 +302,27 @@ class Engine:
         return outcome
 
     def _attempt(self, live: _Live, step: Step) -> Outcome:
-        future = self._pool.submit(self._steps.attempt, live.book, step, live.record.target, live.values, live.cancel)
-        grace = (
-            5.0 if step.kind is StepKind.WAIT_FOR else 0.0
-        )  # its own loop keeps the deadline; the grace covers a last read
+        deadline = Deadline(step.timeout_s, self._monotonic)
+        live.attempt = deadline
+        if live.cancel.is_set():  # a cancel that came before the attempt was there to stop
+            deadline.stop()
+        future = self._pool.submit(self._steps.attempt, live.book, step, live.record.target, live.values, deadline)
         try:
-            return future.result(timeout=step.timeout_s + grace)
+            # the work keeps its own deadline; SETTLE_S covers noticing it (a last read, a socket closing)
+            return future.result(timeout=step.timeout_s + SETTLE_S)
         except FutureTimeout:
-            return Outcome(False, "timed_out", f"no result within {step.timeout_s:g}s")
+            deadline.stop()
+            live.straggler = future
+            event(log, "runbook_attempt_overran", level=logging.WARNING, run=live.record.id, step=step.name)
+            message = (
+                f"no result within {step.timeout_s:g}s, and the attempt was still running {SETTLE_S:g}s later: "
+                "not retried, so two attempts never overlap"
+            )
+            return Outcome(False, "timed_out", message, retry=False)
         except Exception as exc:
             return Outcome(False, "failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            live.attempt = None
 
     def _approve(self, live: _Live, step: Step) -> Outcome:
         asked = step.summary(live.values)

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runbooks.actions import ActionFailed, ActionRefused
+from runbooks.actions import ActionFailed, ActionRefused, ActionTimedOut
 from runbooks.audit import TERMINAL, RunRecord, StepEvent
+from runbooks.deadline import Deadline
 from runbooks.loader import load_file
 from runbooks.model import CheckExpr, Runbook, TargetKind
 
@@ -59,23 +60,32 @@ class MemoryAudit:
 
 
 class FakeActuators:
-    """Records every action; `script[verb]` lists what successive calls do: "ok", "fail", "refuse", "hang"."""
+    """Records every action; `script[verb]` lists what successive calls do: "ok", "fail", "refuse", "hang"
+    (until its deadline, as a real action does) or "ignore" (hangs past its deadline until `release`)."""
 
     def __init__(self, refuse_preflight: Mapping[str, str] | None = None) -> None:
         self.performed: list[tuple[str, str, dict[str, Any]]] = []
         self.script: dict[str, list[str]] = {}
         self.refuse_preflight = dict(refuse_preflight or {})
         self.release = threading.Event()
+        self.calls: list[str] = []  # every perform as it began
+        self.returned: list[str] = []  # every hang as it ended
 
     def preflight(self, kind: TargetKind, target: str, verb: str, args: Mapping[str, Any]) -> str | None:
         return self.refuse_preflight.get(verb)
 
     def perform(
-        self, kind: TargetKind, target: str, verb: str, args: Mapping[str, Any], timeout_s: float
+        self, kind: TargetKind, target: str, verb: str, args: Mapping[str, Any], deadline: Deadline
     ) -> dict[str, Any]:
         what = self.script.get(verb, ["ok"]).pop(0) if self.script.get(verb) else "ok"
+        self.calls.append(verb)
         if what == "hang":
+            deadline.wait(10)
+            self.returned.append(verb)
+            raise ActionTimedOut(f"{verb}: the step's {deadline.seconds:g}s ran out")
+        if what == "ignore":
             self.release.wait(10)
+            self.returned.append(verb)
         self.performed.append((verb, target, dict(args)))
         if what == "fail":
             raise ActionFailed(f"{verb} failed")
