@@ -150,6 +150,18 @@ class IncidentStore:
         except Exception as exc:
             event(log, "incident_write_failed", level=logging.WARNING, error=str(exc), held=len(self._held))
 
+    def prune(self, before: float, table: str = INCIDENT_EVENTS, on_cluster: str = "") -> None:
+        """Delete every row of the incidents that ended (every alert resolved too) with no event since
+        `before`: whole incidents, never a TTL on rows, as an open incident's first row must outlive
+        its last. `table`/`on_cluster`: the storage table and `ON CLUSTER` clause on a cluster."""
+        self._store.command(
+            f"""DELETE FROM {table}{on_cluster} WHERE IncidentId IN (
+                SELECT IncidentId FROM {INCIDENT_EVENTS} GROUP BY IncidentId
+                HAVING countIf({_ENDED}) > 0 AND countIf(Kind = 'alert') <= countIf(Kind = 'alert_resolved')
+                    AND max(At) < fromUnixTimestamp64Milli({{before:Int64}}))""",
+            {"before": int(before * 1000)},
+        )
+
     # -- reads ---------------------------------------------------------------------------------
 
     def unfinished(self) -> list[IncidentEvent]:

@@ -29,7 +29,7 @@ from alerting.view import AlertingView
 from vigil.incident_view import incidents_view
 from vigil.kernel import Health, ServiceContext
 from vigil.logs import event
-from vigil.store.schema import ALERTS, SchemaContext
+from vigil.store.schema import ALERTS, INCIDENT_EVENTS, SchemaContext
 from vigil.store.window import window_values
 from vigil.views import alerts_view
 
@@ -162,6 +162,11 @@ class AlertingService:
             )
         except Exception as exc:  # pruning is housekeeping: a failure waits for the next start
             event(log, "alert_prune_failed", error=str(exc), level=logging.WARNING)
+        try:
+            before = self._clock() - self._ctx.settings.incident_history_days * 86400
+            self.incidents.store.prune(before, self.schema.storage_name(INCIDENT_EVENTS), self.schema.on_cluster)
+        except Exception as exc:
+            event(log, "incident_prune_failed", error=str(exc), level=logging.WARNING)
         self.evaluator.restore()
         self.incidents.restore(a.fingerprint for a in self.evaluator.alerts() if a.state == AlertState.FIRING)
         self.notifier.start()

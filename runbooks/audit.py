@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from vigil.store import Store
 from vigil.store.schema import RUNBOOK_EVENTS as EVENTS
 from vigil.store.schema import RUNBOOK_RUNS as RUNS
+from vigil.store.schema import SchemaContext
 
 MAX_OUTPUT_BYTES = 64 * 1024  # one step event's output; a larger answer is cut, and says so
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
@@ -83,6 +84,18 @@ class AuditLog(Protocol):
         """Runs whose newest version is not terminal."""
         ...
 
+    def auto_starts(self, since: float, limit: int) -> list[tuple[str, float]]:
+        """(run id, unix start) of automatic runs started at or after `since`, newest first (`AutoHistory`)."""
+        ...
+
+    def last_auto_start(self, runbook: str, target: str, since: float) -> float | None:
+        """When `runbook` last started by itself on `target` at or after `since` (`AutoHistory`)."""
+        ...
+
+    def prune(self, before: float) -> None:
+        """Forget every finished run with nothing recorded since `before`, all its rows at once."""
+        ...
+
 
 def output_json(output: dict[str, Any]) -> str:
     text = json.dumps(output, default=str, sort_keys=True)
@@ -107,10 +120,12 @@ def _ms(seconds: float) -> Any:
 
 
 class StoreAudit:
-    """The audit trail in the store's tables of migration 10."""
+    """The audit trail in the store's tables of migration 10. `schema` names the tables rows are deleted
+    from where the store is a cluster."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, schema: SchemaContext | None = None) -> None:
         self._store = store
+        self._schema = schema or SchemaContext()
 
     def record_run(self, run: RunRecord) -> None:
         row = (
@@ -150,6 +165,40 @@ class StoreAudit:
     def unfinished(self) -> list[RunRecord]:
         having = "HAVING argMax(State, Seq) NOT IN {terminal:Array(String)}"
         return self._latest("", having, {"terminal": sorted(TERMINAL)}, 100_000)
+
+    # A run's first version (Seq 0) is its start; a start refused for its parameters is recorded as
+    # failed at once, so "running" at Seq 0 is exactly a run that began. At bounds what is read.
+    _AUTO_STARTS = (
+        f"FROM {RUNS} WHERE Seq = 0 AND Auto = 1 AND DryRun = 0 AND State = 'running' "
+        "AND At >= fromUnixTimestamp64Milli({since:Int64})"
+    )
+
+    def auto_starts(self, since: float, limit: int) -> list[tuple[str, float]]:
+        rows = self._store.query_rows(
+            f"SELECT RunId, toFloat64(At) {self._AUTO_STARTS} ORDER BY At DESC LIMIT {{n:UInt32}}",
+            {"since": int(since * 1000), "n": limit},
+        )
+        return [(r[0], float(r[1])) for r in rows]
+
+    def last_auto_start(self, runbook: str, target: str, since: float) -> float | None:
+        rows = self._store.query_rows(
+            f"SELECT toFloat64(At) {self._AUTO_STARTS} AND Runbook = {{rb:String}} AND Target = {{t:String}} "
+            "ORDER BY At DESC LIMIT 1",
+            {"since": int(since * 1000), "rb": runbook, "t": target},
+        )
+        return float(rows[0][0]) if rows else None
+
+    def prune(self, before: float) -> None:
+        # Whole runs, never a TTL on rows: a run's first row (who, which parameters) must not go before
+        # its last. Events go first, so a prune cut short leaves no event whose run is gone.
+        finished = (
+            f"SELECT RunId FROM {RUNS} GROUP BY RunId HAVING argMax(State, Seq) IN {{terminal:Array(String)}} "
+            "AND max(At) < fromUnixTimestamp64Milli({before:Int64})"
+        )
+        params = {"terminal": sorted(TERMINAL), "before": int(before * 1000)}
+        for table in (EVENTS, RUNS):
+            local = self._schema.storage_name(table)
+            self._store.command(f"DELETE FROM {local}{self._schema.on_cluster} WHERE RunId IN ({finished})", params)
 
     def events(self, run_id: str) -> list[StepEvent]:
         rows = self._store.query_rows(

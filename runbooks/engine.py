@@ -122,14 +122,12 @@ class Engine:
         if book is None:
             raise UnknownName(f"no runbook {name!r}: the loaded ones are {', '.join(sorted(self.runbooks)) or 'none'}")
         target = (target or default_target).strip()
-        if not target:
-            raise BadRunRequest(f"{name} acts on a {book.target.value}: give its target")
-        if len(target) > 512:
-            raise BadRunRequest("target: longer than 512 characters")
         try:
-            values = book.bind_params(params or {})
-        except ValueError as exc:
-            raise BadRunRequest(str(exc)) from None
+            values = _validated(book, params or {}, target)
+        except BadRunRequest as exc:
+            if auto:  # nobody sees an answer to an alert's start: the audit trail says why it did not run
+                self._record_refusal(book, who, dict(params or {}), target, origin, str(exc))
+            raise
         record = RunRecord(
             id=uuid.uuid4().hex, seq=0, at=self._clock(), runbook=name, target_kind=book.target.value, target=target,
             params=values, dry_run=dry_run, started_by=who, auto=auto, origin=origin, state="running", step=-1,
@@ -151,6 +149,17 @@ class Engine:
         event(log, "runbook_run_started", run=record.id, runbook=name, target=target, by=who, auto=auto)
         self._spawn(live, 0)
         return record
+
+    def _record_refusal(
+        self, book: Runbook, who: str, params: dict[str, Any], target: str, origin: str, reason: str
+    ) -> None:
+        record = RunRecord(
+            id=uuid.uuid4().hex, seq=0, at=self._clock(), runbook=book.name, target_kind=book.target.value,
+            target=target[:512], params=params, dry_run=False, started_by=who, auto=True, origin=origin,
+            state="failed", step=-1, reason=f"refused at start: {reason}", actor=who,
+        )  # fmt: skip
+        self._audit.record_run(record)
+        event(log, "runbook_auto_refused", run=record.id, runbook=book.name, target=target, reason=reason)
 
     def approve(self, run_id: str, who: str) -> RunRecord:
         with self._lock:
@@ -179,6 +188,8 @@ class Engine:
         book = self.runbooks.get(record.runbook)
         if book is None:
             raise BadRunRequest(f"runbook {record.runbook!r} is no longer loaded: the run cannot go on")
+        # checked again: the runbook may have changed, and a start refused for its parameters is failed too
+        _validated(book, record.params, record.target)
         start_at = max(0, record.step)
         if start_at >= len(book.steps):
             raise BadRunRequest(f"{record.runbook} has {len(book.steps)} steps now; the run stopped at {start_at + 1}")
@@ -378,3 +389,15 @@ class Engine:
         if record is None:
             raise UnknownName(f"no run {run_id!r}")
         return record
+
+
+def _validated(book: Runbook, params: Mapping[str, Any], target: str) -> dict[str, Any]:
+    """The run's parameters, bound and checked as for any start; BadRunRequest says what is wrong."""
+    if not target:
+        raise BadRunRequest(f"{book.name} acts on a {book.target.value}: give its target")
+    if len(target) > 512:
+        raise BadRunRequest("target: longer than 512 characters")
+    try:
+        return book.bind_params(params)
+    except ValueError as exc:
+        raise BadRunRequest(str(exc)) from None

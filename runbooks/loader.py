@@ -5,6 +5,7 @@ description: Shed load until the error budget stops burning.
 target: workload                  # workload | gpu | node
 params:
   fraction: {type: float, default: 0.5, min: 0, max: 1, description: share of requests refused}
+  gpu: {type: str, default: "", label: gpu.uuid}   # a run an alert starts takes the alert's gpu.uuid
 steps:
   - name: shed load
     action: shed
@@ -49,6 +50,7 @@ __all__ = ["RunbookFileError", "check_file", "default_pack", "load_file", "load_
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,254}$")
 _MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_.\-/]*)\s*(=~|!~|!=|=)\s*"(.*)"\s*$')
 MAX_STEPS = 64
 DEFAULT_TIMEOUT_S = {
@@ -120,19 +122,22 @@ def _params(top: Section) -> Iterator[Param]:
             section.fail(key, f"parameter {key!r}: letters, digits and _, not `target` (that is the run's target)")
         p = section.section(key, required=True)
         assert p is not None
-        p.allow("type", "default", "description", "min", "max")
+        p.allow("type", "default", "description", "min", "max", "label")
         kind = p.text("type", required=True)
         if kind not in PARAM_TYPES:
             p.fail("type", f"unknown type {kind!r}: use one of {', '.join(PARAM_TYPES)}")
         if not p.given("default"):
             p.fail(None, "'default' is required: a run started from an alert gives no parameters")
         low, high = p.get("min", float), p.get("max", float)
-        param = Param(key, kind, None, p.text("description", ""), low, high)
+        label = p.text("label", "")
+        if p.given("label") and not _LABEL.match(label):
+            p.fail("label", f"{label!r} is not a label name: letters, digits and _ . - /, e.g. host.name")
+        param = Param(key, kind, None, p.text("description", ""), low, high, label)
         try:
             default = param.coerce(p.data["default"])
         except ValueError as exc:
             p.fail("default", str(exc))
-        yield Param(key, kind, default, param.description, low, high)
+        yield Param(key, kind, default, param.description, low, high, label)
 
 
 def _step(s: Section, index: int, target: TargetKind, known: set[str]) -> Step:

@@ -68,6 +68,11 @@ class Param:
     description: str = ""
     min: float | None = None
     max: float | None = None
+    label: str = ""  # the alert label that fills it in a run an alert starts; "" means the label of its own name
+
+    @property
+    def alert_label(self) -> str:
+        return self.label or self.name
 
     def coerce(self, value: Any) -> Any:
         """The value as this parameter's type; ValueError says why not."""
@@ -213,6 +218,11 @@ class Runbook:
                 f"unknown parameter(s) {', '.join(unknown)}: {self.name} takes {', '.join(known) or 'none'}"
             )
         return {name: p.coerce(given.get(name, p.default)) for name, p in known.items()}
+
+    def params_from_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """What an alert's labels give: each parameter whose label (its `label`, else its name) the alert
+        carries, as the label's text; `bind_params` then checks them as it checks a person's."""
+        return {p.name: labels[p.alert_label] for p in self.params if p.alert_label in labels}
 
 
 def fill_text(text: str, values: Mapping[str, Any] | None) -> str:

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from runbooks import api, faults_api
 from runbooks.actions import Actuators, KubeConfig
 from runbooks.audit import AuditLog, RunRecord, StepEvent, StoreAudit
-from runbooks.autostart import AutoGuard
+from runbooks.autostart import AutoGuard, AutoRefused
 from runbooks.checks import StoreCheck
 from runbooks.engine import Engine
 from runbooks.loader import default_pack, load_runbooks
@@ -56,19 +56,24 @@ class RunbooksService:
         self._ctx = ctx
         self._clock: Callable[[], float] = lambda: ctx.clock() / 1e9
         books = runbooks if runbooks is not None else load_runbooks(runbook_files(settings))
-        self.audit: AuditLog = audit if audit is not None else StoreAudit(ctx.store)
+        schema = SchemaContext.from_settings(settings)
+        self.audit: AuditLog = audit if audit is not None else StoreAudit(ctx.store, schema)
         nvml = (lambda: importlib.import_module("pynvml")) if settings.runbook_nvml_actions else None
         kube = KubeConfig(
             settings.runbook_kube_api_url, settings.runbook_kube_token_file, settings.runbook_kube_ca_file
         )
         self.actuators = actuators or Actuators(ctx.plan, kube, nvml)
-        checker = check or StoreCheck(ctx.store, SchemaContext.from_settings(settings), self._clock)
+        checker = check or StoreCheck(ctx.store, schema, self._clock)
         self.engine = Engine(
             books, self.audit, StepRunner(self.actuators, checker), self._clock, max_active=settings.runbook_max_active
         )
         self._breaker_listeners: list[Callable[[int, float], None]] = []
         self.guard = AutoGuard(
-            settings.runbook_auto_max_per_hour, settings.runbook_auto_min_interval_s, self._clock, self._breaker_opened
+            settings.runbook_auto_max_per_hour,
+            settings.runbook_auto_min_interval_s,
+            self._clock,
+            self.audit,
+            self._breaker_opened,
         )
         self.drill_faults = faults_api.DrillFaults(ctx.plan)
         self.routers: Sequence[APIRouter] = (api.router, faults_api.router)
@@ -84,7 +89,12 @@ class RunbooksService:
     # -- kernel.Service ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.engine.recover()
+        self.engine.recover()  # first: what it marks interrupted is finished, so old enough to prune
+        days = self._ctx.settings.runbook_history_days
+        try:
+            self.audit.prune(self._clock() - days * 86400)
+        except Exception as exc:  # pruning is housekeeping: a failure waits for the next start
+            event(log, "runbook_prune_failed", level=logging.WARNING, error=str(exc))
 
     def close(self, timeout_s: float) -> None:
         self.engine.close(timeout_s)
@@ -115,8 +125,10 @@ class RunbooksService:
     def on_alert(self, labels: Mapping[str, str], annotations: Mapping[str, str]) -> str | None:
         """A firing alert: start its runbook where its rule allows (annotation `runbook_auto: "true"`).
 
-        Answers the run's id, or None when nothing started (each reason is logged). Never raises:
-        alerting calls it from its evaluation loop.
+        The alert's labels give the run its target (the label of the runbook's target kind) and its
+        parameters (`Runbook.params_from_labels`), checked as a person's would be; a start refused for
+        them is recorded in the audit trail with the reason. Answers the run's id, or None when nothing
+        started (each reason is logged). Never raises: alerting calls it from its evaluation loop.
         """
         name = annotations.get(RUNBOOK, "")
         if not name or annotations.get(AUTO, "").strip().lower() != "true":
@@ -128,25 +140,24 @@ class RunbooksService:
             return None
         target = labels.get(TARGET_LABEL[book.target]) or self._default_target(book)
         if self._ctx.settings.runbook_auto_max_per_hour == 0:
-            reason: str | None = "automatic starts are off (VIGIL_RUNBOOK_AUTO_MAX_PER_HOUR=0)"
-        else:
-            reason = self.guard.admit(name, target)
-        if reason is not None:
+            reason = "automatic starts are off (VIGIL_RUNBOOK_AUTO_MAX_PER_HOUR=0)"
             event(log, "runbook_auto_skipped", alert=alert, runbook=name, target=target, reason=reason)
             return None
         # the alert as Prometheus prints it: its name first (incidents match runs on it), then its labels
         shown = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "alertname")
         origin = f"{alert} {{{shown}}}"[:1024]
+        params = book.params_from_labels(labels)
+
+        def begin() -> str:
+            return self.engine.start(name, f"alert:{alert}", params, target, auto=True, origin=origin).id
+
         try:
-            run = self.engine.start(name, f"alert:{alert}", None, target, auto=True, origin=origin)
-        except RunbookRequestError as exc:
-            self.guard.forget(name, target)
+            return self.guard.start(name, target, begin)
+        except (AutoRefused, RunbookRequestError) as exc:
             event(log, "runbook_auto_skipped", alert=alert, runbook=name, target=target, reason=str(exc))
-            return None
-        except Exception as exc:
+        except Exception as exc:  # the store failed: no start it cannot count, nor one it cannot record
             event(log, "runbook_auto_failed", level=logging.ERROR, alert=alert, runbook=name, error=str(exc))
-            return None
-        return run.id
+        return None
 
     def _default_target(self, book: Runbook) -> str:
         wl = self._ctx.plan.workload
@@ -208,6 +219,7 @@ def runbook_json(book: Runbook) -> dict[str, Any]:
                 "description": p.description,
                 "min": p.min,
                 "max": p.max,
+                "label": p.alert_label,
             }
             for p in book.params
         ],

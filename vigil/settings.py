@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         "admin role; for scripts prefer tokens an admin creates at `/admin` (stored hashed, revocable).",
     )
     alert_history_days: int = Field(90, ge=1, description="Days alert transitions (and forgotten alerts) are kept.")
+    incident_history_days: int = Field(
+        365,
+        ge=1,
+        description="Days an ended incident (every alert resolved) is kept after its last event; whole incidents "
+        "are deleted at start.",
+    )
 
     # --- dashboard and auth (dashboard/) ---
     admin_password: SecretStr = Field(
@@ -194,6 +200,12 @@ class Settings(BaseSettings):
     )
     runbook_auto_min_interval_s: float = Field(
         600.0, ge=0, description="Least time between two automatic runs of one runbook on one target."
+    )
+    runbook_history_days: int = Field(
+        365,
+        ge=1,
+        description="Days a finished runbook run's audit trail is kept after its last change; whole runs are "
+        "deleted at start.",
     )
     runbook_kube_api_url: str = Field(
         "",

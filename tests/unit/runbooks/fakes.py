@@ -54,6 +54,27 @@ class MemoryAudit:
     def unfinished(self) -> list[RunRecord]:
         return [r for r in self._latest() if r.state not in TERMINAL]
 
+    def _auto(self, since: float) -> list[RunRecord]:
+        with self._lock:
+            rows = [r for r in self.run_rows if r.seq == 0 and r.auto and not r.dry_run and r.state == "running"]
+        return sorted((r for r in rows if r.at >= since), key=lambda r: -r.at)
+
+    def auto_starts(self, since: float, limit: int) -> list[tuple[str, float]]:
+        return [(r.id, r.at) for r in self._auto(since)][:limit]
+
+    def last_auto_start(self, runbook: str, target: str, since: float) -> float | None:
+        return next((r.at for r in self._auto(since) if (r.runbook, r.target) == (runbook, target)), None)
+
+    def prune(self, before: float) -> None:
+        with self._lock:
+            newest: dict[str, RunRecord] = {}
+            for row in self.run_rows:
+                if row.id not in newest or row.seq > newest[row.id].seq:
+                    newest[row.id] = row
+            gone = {i for i, r in newest.items() if r.terminal and r.at < before}
+            self.run_rows = [r for r in self.run_rows if r.id not in gone]
+            self.event_rows = [e for e in self.event_rows if e.run_id not in gone]
+
     def versions(self, run_id: str) -> list[RunRecord]:
         with self._lock:
             return [r for r in self.run_rows if r.id == run_id]

@@ -55,6 +55,7 @@ def error(tmp_path: Path, text: str) -> str:
         (("retries: 2", "retries: 99"), 11, "from 0 to 10"),
         (("target: workload", "target: cluster"), 3, "unknown target 'cluster'"),
         (("min: 0, max: 1}", "min: 0, max: 1}\n  fraction: {type: int, default: 1}"), 6, "given twice"),
+        (("max: 1}", 'max: 1, label: "host name"}'), 5, "'host name' is not a label name"),
     ],
 )
 def test_errors_name_the_file_and_line(tmp_path: Path, change: tuple[str, str], line: int, says: str) -> None:
@@ -84,3 +85,13 @@ def test_vigil_runbook_check(tmp_path: Path) -> None:
         [*cmd, "runbook", "check", str(good), str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert no.returncode == 1 and f"{bad}:14: steps[1].action: 'reboot'" in no.stdout
+
+
+def test_a_parameter_names_the_alert_label_that_fills_it(tmp_path: Path) -> None:
+    path = tmp_path / "rb.yaml"
+    path.write_text(SIMPLE.replace("max: 1}", "max: 1, label: vigil.shed_fraction}"))
+    book = load_file(path)
+    assert book.params[0].alert_label == "vigil.shed_fraction"
+    labels = {"vigil.shed_fraction": "0.2", "fraction": "0.9", "alertname": "X"}
+    assert book.params_from_labels(labels) == {"fraction": "0.2"}  # the named label, not the one of its name
+    assert load_file(tmp_path / "rb.yaml").bind_params(book.params_from_labels({})) == {"fraction": 0.5}
