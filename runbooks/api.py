@@ -96,7 +96,10 @@ async def retry_run(
     return await _answer(view.retry, run_id, who.name)
 
 
-@router.post("/runs/{run_id}/cancel", summary="Cancel a running run after its current step")
+@router.post(
+    "/runs/{run_id}/cancel",
+    summary="Cancel a running run: its step in progress stops (a wait at once, an action before its next request)",
+)
 async def cancel_run(
     run_id: str,
     view: RunbooksView = VIEW,

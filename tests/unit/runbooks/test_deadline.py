@@ -184,3 +184,25 @@ def test_an_attempt_that_ignores_its_deadline_is_not_retried_and_holds_the_targe
     finally:
         actuators.release.set()
         engine.close(1.0)
+
+
+def test_a_cancel_stops_the_action_in_flight_not_only_the_steps_after_it(tmp_path: Path) -> None:
+    actuators = FakeActuators()
+    actuators.script["shed"] = ["hang"]  # works until its deadline (10 s here) unless stopped
+    audit = MemoryAudit()
+    book = runbook(tmp_path, IGNORES.replace("timeout: 100ms", "timeout: 10s"))
+    engine = Engine({"ignores": book}, audit, StepRunner(actuators, FakeCheck(True)), time.time)  # type: ignore[arg-type]
+    try:
+        run = engine.start("ignores", "alice", {}, "t")
+        deadline = time.monotonic() + 10
+        while actuators.calls != ["shed"]:
+            assert time.monotonic() < deadline, "the action never began"
+            time.sleep(0.01)
+        engine.cancel(run.id, "erin")
+        assert engine.wait(run.id, 10)
+        assert actuators.returned == ["shed"]
+        assert [(e.attempt, e.event) for e in audit.events(run.id)] == [(1, "started"), (1, "cancelled")]
+        record = audit.run(run.id)
+        assert record is not None and record.state == "cancelled" and record.actor == "erin"
+    finally:
+        engine.close(1.0)
