@@ -430,6 +430,11 @@ class Engine:
 
     # -- control (any thread) ---------------------------------------------------------------
 
+    @property
+    def dead(self) -> bool:
+        """The loop died (the crash fault, or a failed recovery) and stays down until `restart`."""
+        return self._dead is not None
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         now = self.clock()
         with self._lock:

@@ -140,3 +140,16 @@ def test_faults_parse_from_the_command_line_form() -> None:
     backend, _ = sim(2)
     with pytest.raises(ValueError, match="out of range"):
         backend.inject(Fault(FaultKind.THERMAL, gpu=5))
+
+
+@pytest.mark.parametrize("running", [0, 20])
+def test_a_thermal_fault_reaches_slowdown_within_a_few_seconds_idle_or_busy(running: int) -> None:
+    # the page rule wants 5 s of slowdown and the drill 10 s from injection to the page: the cooling
+    # failure must bring the slowdown bit within about 3 s, and keep it while the fault lasts
+    backend, clock = sim(1)
+    backend.observe_load(Load(running=running, waiting=0, kv_cache_usage=0.2))
+    run(backend, clock, 120)
+    backend.inject(Fault(FaultKind.THERMAL, gpu=0))
+    seen = run(backend, clock, 10)
+    active = [value(s, n.GPU_CLOCK_EVENT_REASON_ACTIVE, 0, reason="sw_thermal_slowdown") for s in seen]
+    assert active.index(1) <= 3 and all(active[active.index(1) :]), active
