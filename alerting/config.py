@@ -130,6 +130,8 @@ DEFAULT_INHIBIT_RULES = (
     _inhibit('alertname="InferenceItlBudgetBurn"', 'alertname="InferenceItlBudgetBurnTicket"', "service"),
     # the page and the slower ticket of one failure
     _inhibit('alertname="PreemptionStorm"', 'alertname="KvCacheSaturated"', *_ENDPOINT),
+    # a preempted request computes its prompt again: first tokens and tokens come late
+    _inhibit('alertname="PreemptionStorm"', 'alertname=~"Inference(Ttft|Itl)BudgetBurn(Ticket)?"'),
     _inhibit('alertname="GpuThermalSlowdown"', 'alertname="GpuThermalThrottling"', *_GPU),
     # XID 48 is the double-bit ECC error the uncorrected ECC counter counts: one failure
     _inhibit('alertname="GpuXidNeedsReset"', 'alertname="GpuEccUncorrectable"', *_GPU),

@@ -186,13 +186,19 @@ class SimulatedBackend:
         return active + pending
 
     def clear_faults(self) -> None:
-        """End throttling, bring fallen GPUs back and clear pending remaps; counters keep their counts."""
+        """Repair every simulated GPU as a GPU reset would: throttling ends, fallen GPUs come back, pending
+        remaps are done, and what counts since the last reset starts again from 0: the volatile ECC
+        counters (as NVML's do at a reset; the aggregate ones keep their counts) and the XIDs counted
+        (series kept at 0, so a rule reading "XIDs since the last reset" sees the reset at once)."""
         with self._lock:
             self._pending.clear()
             self._active.clear()
             for gpu in self.gpus:
                 gpu.thermal = False
                 gpu.remap_pending = False
+                gpu.xids = dict.fromkeys(gpu.xids, 0)
+                for kind in ("corrected", "uncorrected"):
+                    gpu.ecc[(kind, "volatile")] = 0
                 if gpu.lost:
                     gpu.lost = False
                     event(log, "gpu_recovered", gpu=gpu.index, simulated=True)

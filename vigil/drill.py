@@ -206,6 +206,7 @@ class Drill:
         self.api, self.approver, self.production = api, approver, production
         self.timeout_s, self.resolve_s, self.say, self.clock = timeout_s, resolve_s, say, clock
         self.actor: str | None = None  # the drill user's token, when the drill could make one
+        self._load: Load | None = None  # the load the fault being drilled needs, while it runs
         self._actor_id = ""
 
     # -- around the whole drill
@@ -291,11 +292,20 @@ class Drill:
     def one(self, name: str, row: Row, target: dict[str, Any]) -> None:
         plan = FAULTS[name]
         wl = target.get("workload") or {}
-        if plan.load and wl.get("url"):
-            with Load(wl["url"], plan.load):
-                self._one(name, row, plan)
-        else:
+        self._load = Load(wl["url"], plan.load) if plan.load and wl.get("url") else None
+        try:
+            if self._load is not None:
+                self._load.__enter__()
             self._one(name, row, plan)
+        finally:
+            self.stop_load()
+
+    def stop_load(self) -> None:
+        """The load a fault needs lasts until its runbook's run ends: the run verifies its fix under it;
+        after, it would only slow the engine further (max_num_seqs 1 queues it) and burn latency budgets."""
+        if self._load is not None:
+            self._load.__exit__(None, None, None)
+            self._load = None
 
     def _one(self, name: str, row: Row, plan: FaultPlan) -> None:
         before = {a["fingerprint"] for a in self.firing(plan.alerts)}
@@ -335,6 +345,7 @@ class Drill:
         run = self.start_run(row, alert, wall0, until)
         row.started_s = round(self.clock() - t0, 1)
         final = self.follow(row, run["id"], until)
+        self.stop_load()
         if final["state"] != "succeeded":
             row.outcome = f"runbook {final['state']}"
             row.detail = final.get("reason", "")

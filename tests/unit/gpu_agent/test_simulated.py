@@ -121,7 +121,10 @@ def test_xid_ecc_and_falling_off_the_bus() -> None:
     (back,) = run(backend, clock, 1, slow=True)
     assert value(back, n.GPU_UP, 3) == 1
     assert value(back, n.GPU_REMAPPED_PENDING, 1) == 0  # the reset a pending remap waited for
-    assert {(a[n.GPU_INDEX], a[n.XID]) for _, a in back[n.GPU_XID_ERRORS]} == set(xids)  # counters keep counts
+    # a reset: XIDs and volatile ECC counts start again from 0 (series kept), aggregate ECC keeps its count
+    assert {(a[n.GPU_INDEX], a[n.XID]): v for v, a in back[n.GPU_XID_ERRORS]} == dict.fromkeys(xids, 0)
+    assert value(back, n.GPU_ECC_UNCORRECTED, 1, **{n.ECC_COUNTER: "volatile"}) == 0
+    assert value(back, n.GPU_ECC_UNCORRECTED, 1, **{n.ECC_COUNTER: "aggregate"}) == 2
 
 
 def test_faults_parse_from_the_command_line_form() -> None:
