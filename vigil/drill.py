@@ -29,6 +29,14 @@ POLL_S = 0.5
 GOAL_DETECT_S = 10.0
 GOAL_VERIFY_S = 60.0
 PAGE_SEVERITIES = ("page", "critical")
+# Before counting a fault's pages the drill lets its consequences play out: until no alert that became
+# active since the injection is pending, or fired less than NOTIFY_WAIT_S ago (its page may still be on
+# its way: the SLO route waits 30 s), and nothing new for SETTLE_QUIET_S; at most SETTLE_MAX_S. A page
+# that comes late (an error-budget burn after the repair) is then counted against the fault that
+# caused it, not the next one.
+NOTIFY_WAIT_S = 33.0
+SETTLE_QUIET_S = 10.0
+SETTLE_MAX_S = 60.0
 # which alert label names a runbook's target, by the runbook's target kind (runbooks.model.TARGET_LABEL;
 # the drill is a client of the API and imports no feature)
 TARGET_LABEL = {"workload": "llm.endpoint", "gpu": "gpu.uuid", "node": "host.name"}
@@ -202,9 +210,11 @@ class Drill:
         resolve_s: float = 120.0,
         say: Callable[[str], None] = print,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api, self.approver, self.production = api, approver, production
         self.timeout_s, self.resolve_s, self.say, self.clock = timeout_s, resolve_s, say, clock
+        self.sleep = sleep
         self.actor: str | None = None  # the drill user's token, when the drill could make one
         self._load: Load | None = None  # the load the fault being drilled needs, while it runs
         self._actor_id = ""
@@ -286,7 +296,7 @@ class Drill:
             found = probe()
             if found:
                 return found
-            time.sleep(POLL_S)
+            self.sleep(POLL_S)
         raise CliError(f"timed out waiting for {what}")
 
     def one(self, name: str, row: Row, target: dict[str, Any]) -> None:
@@ -400,15 +410,33 @@ class Drill:
                 row.approvals.append(str(approved.get("actor") or self.approver))
             elif run["state"] in ("succeeded", "failed", "cancelled", "interrupted"):
                 return run
-            time.sleep(POLL_S)
+            self.sleep(POLL_S)
         self.write("POST", f"/api/v1/runs/{run_id}/cancel", ok=(409,))
         return {"state": "timed out", "reason": f"still running after {self.timeout_s:g}s; cancelled"}
+
+    def settle(self, wall0: float) -> None:
+        start = quiet = self.clock()
+        while self.clock() - start < SETTLE_MAX_S:
+            now = time.time()
+            unsettled = [
+                a
+                for a in self.api.call("GET", "/api/v1/alerts")["alerts"]
+                if a.get("activeAt")
+                and _unix(a["activeAt"]) >= wall0 - 1
+                and (a["state"] == "pending" or now - _unix(a.get("firedAt") or a["activeAt"]) < NOTIFY_WAIT_S)
+            ]
+            if unsettled:
+                quiet = self.clock()
+            elif self.clock() - quiet >= SETTLE_QUIET_S:
+                return
+            self.sleep(POLL_S)
 
     def incident_and_pages(self, row: Row, fingerprint: str, wall0: float) -> None:
         """The alert's incident, and the pages on-call got while the fault was drilled: deliveries since the
         injection, to one receiver integration, that told any page-severity alert firing (whatever its
         incident: a second page for one failure is a second page, even where it opened a second incident).
         Where several integrations are configured, the count is the most any one of them got."""
+        self.settle(wall0)
         for incident in self.api.call("GET", "/api/v1/incidents?status=all&limit=20")["incidents"]:
             detail = self.api.call("GET", f"/api/v1/incidents/{incident['id']}")
             if any(a.get("fingerprint") == fingerprint for a in detail.get("alerts", [])):

@@ -20,6 +20,17 @@ class FakeApi(Api):
         return self.answers[path.split("?")[0]]
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def alert(fp: str, severity: str) -> dict[str, Any]:
     return {"fingerprint": fp, "labels": {"severity": severity}}
 
@@ -34,6 +45,7 @@ def test_pages_count_every_delivery_to_a_receiver_that_told_a_page_alert_firing_
             "/api/v1/incidents": {"incidents": [{"id": "i2"}, {"id": "i1"}]},
             "/api/v1/incidents/i2": {"alerts": [alert("Other", "page")]},
             "/api/v1/incidents/i1": {"alerts": [alert("InferenceOutage", "page")]},
+            "/api/v1/alerts": {"alerts": []},
             "/api/v1/notifications": {
                 "notifications": [
                     page("hook/webhook/0", ("InferenceOutage", "page")),
@@ -46,7 +58,8 @@ def test_pages_count_every_delivery_to_a_receiver_that_told_a_page_alert_firing_
         }
     )
     row = Row("errors")
-    Drill(api, say=lambda _: None).incident_and_pages(row, "InferenceOutage", 0.0)
+    clock = FakeClock()
+    Drill(api, say=lambda _: None, clock=clock, sleep=clock.sleep).incident_and_pages(row, "InferenceOutage", 0.0)
     assert (row.incident, row.pages) == ("i1", 2)
     assert row.paged == ["InferenceOutage", "InferenceErrorBudgetBurn"]
 
@@ -100,3 +113,24 @@ def test_the_kv_fault_keeps_long_requests_in_flight_until_the_drill_is_done_with
     body = json.loads(bodies[0])
     assert body["max_tokens"] == LOAD_TOKENS and body["ignore_eos"] is True
     assert FAULTS["kv_pressure"].load > 1  # two long requests do not fit what the fault leaves
+
+
+def test_before_counting_pages_the_drill_waits_for_what_the_fault_set_off_to_settle() -> None:
+    import time
+
+    from vigil.drill import NOTIFY_WAIT_S, SETTLE_QUIET_S
+
+    clock = FakeClock()
+    wall0 = time.time() - 5
+    burn = {"activeAt": wall0 + 2, "firedAt": time.time(), "state": "firing"}  # fired just now: its page may come
+    older = {"activeAt": wall0 - 600, "firedAt": wall0 - 600, "state": "firing"}  # before the fault: not its
+    calls = []
+
+    class Alerts(FakeApi):
+        def call(self, method: str, path: str, token: str | None = None, ok: tuple[int, ...] = (), **kw: Any) -> Any:
+            calls.append(clock.now)
+            return {"alerts": [older, burn] if clock.now < 20 else [older]}
+
+    Drill(Alerts({}), say=lambda _: None, clock=clock, sleep=clock.sleep).settle(wall0)
+    assert clock.now >= 19.5 + SETTLE_QUIET_S  # held while the burn was fresh, then quiet for SETTLE_QUIET_S
+    assert clock.now < 20 + SETTLE_QUIET_S + 2 and NOTIFY_WAIT_S > 30  # the SLO route's group_wait
