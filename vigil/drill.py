@@ -72,7 +72,7 @@ FAULTS: dict[str, FaultPlan] = {
     ),
     "stall": FaultPlan({"kind": "stall"}, ("EngineStalled", "EngineStalledQueued"), "workload"),
     # 98 % of the 512 KV blocks withheld leaves 11 (176 tokens): one long request fits, two do not. The drill
-    # keeps LOAD_SEQS long requests in flight while the fault is on, so the engine preempts at once and on
+    # keeps `load` long requests in flight while the fault is on, so the engine preempts at once and on
     # every run (demo traffic alone preempted only when two long requests overlapped: 5-69 s measured), and
     # the runbook's fix is verified under the load that caused the storm. One sequence at a time is what
     # fits, so the drill asks the runbook for max_num_seqs 1; the drill's clear puts the workload's config
@@ -160,6 +160,8 @@ class Row:
     detail: str = ""
     approvals: list[str] = field(default_factory=list)
     paged: list[str] = field(default_factory=list)  # the alerts each page told firing, in order
+    active_s: float | None = None  # when the followed alert's condition first held (its activeAt)
+    paged_s: float | None = None  # when the first page reached the receiver
 
     def judge(self) -> None:
         """Outcome from the figures, where nothing failed on the way: ok only when every goal is met."""
@@ -346,6 +348,8 @@ class Drill:
             with contextlib.suppress(CliError):
                 alert = self.wait(plan.alerts[0], min(until, self.clock() + plan.prefer_s), preferred)
         row.alert = alert["labels"]["alertname"]
+        if alert.get("activeAt"):
+            row.active_s = round(_unix(alert["activeAt"]) - wall0, 1)
         row.runbook = alert.get("runbook") or alert["annotations"].get("runbook", "")
         fp = alert["fingerprint"]
         self.say(f"drill: {name}: {row.alert} fires after {row.detected_s}s; runbook {row.runbook or '(none)'}")
@@ -444,13 +448,17 @@ class Drill:
                 break
         sent = self.api.call("GET", f"/api/v1/notifications?since={wall0:.3f}")["notifications"]
         pages: dict[str, list[str]] = {}
+        first: list[float] = []
         for n in sent:
             paged = sorted({a["alertname"] for a in n["firing"] if _severity(a) in PAGE_SEVERITIES})
             if paged:
                 pages.setdefault(n.get("receiver", ""), []).append("+".join(paged))
+                first.append(float(n.get("atUnix", 0.0)))
         told = max(pages.values(), key=len, default=[])
         row.pages = len(told)
         row.paged = told
+        if first and min(first) > 0:
+            row.paged_s = round(min(first) - wall0, 1)
 
     def record(self, row: Row) -> None:
         if not row.incident:
@@ -476,13 +484,15 @@ def _s(value: float | None) -> str:
 
 
 def _cells(r: Row) -> tuple[str, ...]:
-    times = [_s(x) for x in (r.detected_s, r.started_s, r.verified_s, r.resolved_s)]
+    times = [_s(x) for x in (r.active_s, r.detected_s, r.paged_s, r.started_s, r.verified_s, r.resolved_s)]
     return (r.fault, r.alert or "-", *times, str(r.pages), r.outcome)
 
 
 def table(rows: list[Row]) -> str:
-    head = ("fault", "alert", "detected (s)", "runbook started (s)", "mitigated+verified (s)", "alert resolved (s)")
-    head += ("pages", "outcome")
+    """One line per fault. `held` is when the alert's condition first held (its rule's round saw the fault's
+    data), `detected` when the drill saw it firing, `paged` when the first page reached a receiver."""
+    head = ("fault", "alert", "held (s)", "detected (s)", "paged (s)", "runbook started (s)")
+    head += ("mitigated+verified (s)", "alert resolved (s)", "pages", "outcome")
     body = [_cells(r) for r in rows]
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in (head, *body)]

@@ -312,10 +312,11 @@ def test_engine_down_pages_on_failed_scrapes_of_an_engine_that_served_and_starts
     down = rules["EngineDown"]
     assert down.labels["severity"] == "page" and down.for_s == 0 and down.runbook == "engine-absent"
     assert down.annotations["runbook_auto"] == "true"
-    first, served = down.conditions
-    assert (first.expr.query.metric, first.op, first.threshold) == ("vigil.agent.scrape.up", "==", 0)
-    assert first.expr.query.window_s <= 5 and first.expr.query.function == "max"
+    served, failing = down.conditions  # the hour's read first (see the rule's comment)
+    assert (failing.expr.query.metric, failing.op, failing.threshold) == ("vigil.agent.scrape.up", "==", 0)
+    assert failing.expr.query.window_s <= 5 and failing.expr.query.function == "max"
     assert (served.expr.query.function, served.op, served.threshold) == ("max", "==", 1)
+    assert served.expr.query.window_s == 3600 and down.queries()[0] == served.expr.query
     slow = rules["InferenceSlowTokens"]
     assert slow.labels["severity"] == "page" and max(q.window_s for q in slow.queries()) <= 10
 
