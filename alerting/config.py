@@ -98,8 +98,9 @@ class InhibitRule:
     equal: tuple[str, ...] = ()
 
 
-def _inhibit(source: str, target: str, *equal: str) -> InhibitRule:
-    return InhibitRule((Matcher.parse(source),), (Matcher.parse(target),), equal)
+def _inhibit(source: str | tuple[str, ...], target: str, *equal: str) -> InhibitRule:
+    sources = (source,) if isinstance(source, str) else source
+    return InhibitRule(tuple(Matcher.parse(m) for m in sources), (Matcher.parse(target),), equal)
 
 
 _ENDPOINT, _GPU = ("llm.endpoint",), ("host.name", "gpu.uuid")
@@ -134,7 +135,7 @@ DEFAULT_INHIBIT_RULES = (
     _inhibit('alertname="PreemptionStorm"', 'alertname=~"Inference(Ttft|Itl)BudgetBurn(Ticket)?"'),
     _inhibit('alertname="GpuThermalSlowdown"', 'alertname="GpuThermalThrottling"', *_GPU),
     # XID 48 is the double-bit ECC error the uncorrected ECC counter counts: one failure
-    _inhibit('alertname="GpuXidNeedsReset"', 'alertname="GpuEccUncorrectable"', *_GPU),
+    _inhibit(('alertname="GpuXidNeedsReset"', 'xid="48"'), 'alertname="GpuEccUncorrectable"', *_GPU),
     # a GPU that fell off the bus reports XID 79 and, after a while, nothing at all
     _inhibit('alertname="GpuLost"', 'alertname=~"GpuXidNeedsReset|GpuMissing"', *_GPU),
 )

@@ -168,6 +168,7 @@ def test_the_default_inhibit_rules_mute_what_another_alert_explains() -> None:
     )
     assert muted(alert("InferenceSlowTokens", **wl), alert("InferenceItlBudgetBurn", service="inference"))
     assert muted(alert("GpuXidNeedsReset", xid="48", **gpu), alert("GpuEccUncorrectable", **gpu))
+    assert not muted(alert("GpuXidNeedsReset", xid="79", **gpu), alert("GpuEccUncorrectable", **gpu))
     assert not muted(
         alert("GpuXidNeedsReset", xid="48", **gpu), alert("GpuEccUncorrectable", **{**gpu, "gpu.uuid": "H"})
     )
