@@ -105,6 +105,7 @@ def _inhibit(source: str | tuple[str, ...], target: str, *equal: str) -> Inhibit
 
 _ENDPOINT, _GPU = ("llm.endpoint",), ("host.name", "gpu.uuid")
 _BURNS = 'alertname=~"Inference(Error|Ttft|Itl)BudgetBurn(Ticket)?"'
+_LATENCY_BURNS = 'alertname=~"Inference(Ttft|Itl)BudgetBurn(Ticket)?"'
 # Where one alert explains another, the cause pages and the consequence is muted (the default pack's names).
 # The SLO burns are the service's, not one endpoint's (no `llm.endpoint` label): the rule that explains
 # them mutes them whatever its endpoint. A config file that writes `inhibit_rules:` replaces these
@@ -122,7 +123,7 @@ DEFAULT_INHIBIT_RULES = (
     # most requests failing burns the error budget
     _inhibit('alertname="InferenceOutage"', 'alertname=~"InferenceErrorBudgetBurn(Ticket)?"'),
     # slow decode steps are slow tokens: they burn the latency budgets
-    _inhibit('alertname="InferenceSlowTokens"', 'alertname=~"Inference(Ttft|Itl)BudgetBurn(Ticket)?"'),
+    _inhibit('alertname="InferenceSlowTokens"', _LATENCY_BURNS),
     # slow tokens delay the first token too (requests queue behind slow steps)
     _inhibit('alertname="InferenceItlBudgetBurn"', 'alertname=~"InferenceTtftBudgetBurn(Ticket)?"', "service"),
     # the page of a burn and its slower ticket
@@ -131,8 +132,10 @@ DEFAULT_INHIBIT_RULES = (
     _inhibit('alertname="InferenceItlBudgetBurn"', 'alertname="InferenceItlBudgetBurnTicket"', "service"),
     # the page and the slower ticket of one failure
     _inhibit('alertname="PreemptionStorm"', 'alertname="KvCacheSaturated"', *_ENDPOINT),
-    # a preempted request computes its prompt again: first tokens and tokens come late
-    _inhibit('alertname="PreemptionStorm"', 'alertname=~"Inference(Ttft|Itl)BudgetBurn(Ticket)?"'),
+    # a preempted request computes its prompt again, a stalled engine's requests wait: first tokens and
+    # tokens come late
+    _inhibit('alertname=~"PreemptionStorm|EngineStalled|EngineStalledQueued"', _LATENCY_BURNS),
+    _inhibit('alertname=~"EngineStalled|EngineStalledQueued"', 'alertname="InferenceSlowTokens"', *_ENDPOINT),
     _inhibit('alertname="GpuThermalSlowdown"', 'alertname="GpuThermalThrottling"', *_GPU),
     # XID 48 is the double-bit ECC error the uncorrected ECC counter counts: one failure
     _inhibit(('alertname="GpuXidNeedsReset"', 'xid="48"'), 'alertname="GpuEccUncorrectable"', *_GPU),

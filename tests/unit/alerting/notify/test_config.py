@@ -173,4 +173,6 @@ def test_the_default_inhibit_rules_mute_what_another_alert_explains() -> None:
         alert("GpuXidNeedsReset", xid="48", **gpu), alert("GpuEccUncorrectable", **{**gpu, "gpu.uuid": "H"})
     )
     assert muted(alert("PreemptionStorm", **wl), alert("KvCacheSaturated", **wl))
+    assert muted(alert("EngineStalled", **wl), alert("InferenceItlBudgetBurn", service="inference"))
+    assert not muted(alert("EngineStalled", **wl), alert("InferenceErrorBudgetBurn", service="inference"))
     assert not muted(alert("InferenceErrorBudgetBurn", service="inference"), alert("InferenceOutage", **wl))
