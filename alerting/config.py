@@ -18,12 +18,21 @@ from alerting.matchers import Matcher, MatcherError
 from alerting.notify.mute import TimeInterval, parse_time_interval
 from alerting.yamlines import LineDict, load
 
-# Defaults chosen for speed (the README says why): a page leaves 1 s after the first alert of its
-# group, a changed group is re-sent after 5 s, an unchanged firing one is repeated after 4 h.
-GROUP_WAIT_S = 1.0
-GROUP_INTERVAL_S = 5.0
+# Defaults (the README says why). Grouping follows what identifies one failure, as Alertmanager users
+# write `group_by`: a workload alert's endpoint, a GPU alert's host and GPU, an SLO's service; so the
+# alerts of one failure are one group, one page and one incident (alerting.incidents groups the same way).
+# A page leaves 2 s after the first alert of its group: alerts of one failure met in neighbouring rule
+# rounds (2 s apart) go out together. A changed group is told again only after group_interval (Alertmanager's
+# semantics; its default is 5 m, 30 s here: a resolve reaches on-call within 30 s), an unchanged firing one
+# after repeat_interval.
+GROUP_WAIT_S = 2.0
+GROUP_INTERVAL_S = 30.0
 REPEAT_INTERVAL_S = 4 * 3600.0
-GROUP_BY = ("alertname",)
+GROUP_BY = ("llm.endpoint", "host.name", "gpu.uuid", "service")
+# SLO burn rates read 5 m and 1 h windows: waiting 30 s (Alertmanager's default group_wait) costs them
+# little, and lets the fast rule of the same failure (InferenceOutage, InferenceSlowTokens), which
+# explains the burn and mutes it (DEFAULT_INHIBIT_RULES), page instead: one failure, one page.
+SLO_GROUP_WAIT_S = 30.0
 RECEIVER_TIMEOUT_S = 10.0
 ALERTMANAGER_RESEND_S = 60.0
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -89,27 +98,67 @@ class InhibitRule:
     equal: tuple[str, ...] = ()
 
 
-# A dead node is one page: its NodeAbsent mutes the GpuMissing of each of its GPUs (the default pack's
-# names). A config file that writes `inhibit_rules:` replaces these (`inhibit_rules: []` turns them off).
+def _inhibit(source: str | tuple[str, ...], target: str, *equal: str) -> InhibitRule:
+    sources = (source,) if isinstance(source, str) else source
+    return InhibitRule(tuple(Matcher.parse(m) for m in sources), (Matcher.parse(target),), equal)
+
+
+_ENDPOINT, _GPU = ("llm.endpoint",), ("host.name", "gpu.uuid")
+_BURNS = 'alertname=~"Inference(Error|Ttft|Itl)BudgetBurn(Ticket)?"'
+_LATENCY_BURNS = 'alertname=~"Inference(Ttft|Itl)BudgetBurn(Ticket)?"'
+# Where one alert explains another, the cause pages and the consequence is muted (the default pack's names).
+# The SLO burns are the service's, not one endpoint's (no `llm.endpoint` label): the rule that explains
+# them mutes them whatever its endpoint. A config file that writes `inhibit_rules:` replaces these
+# (`inhibit_rules: []` turns them off).
 DEFAULT_INHIBIT_RULES = (
-    InhibitRule(
-        source_matchers=(Matcher.parse('alertname="NodeAbsent"'),),
-        target_matchers=(Matcher.parse('alertname="GpuMissing"'),),
-        equal=("host.name",),
+    # a dead node is one page, not one per GPU
+    _inhibit('alertname="NodeAbsent"', 'alertname="GpuMissing"', "host.name"),
+    # an engine that is down fails every request, stops reporting and runs nothing
+    _inhibit(
+        'alertname="EngineDown"',
+        'alertname=~"InferenceOutage|EngineStalled|EngineStalledQueued|EngineAbsent|InferenceSlowTokens"',
+        *_ENDPOINT,
     ),
+    _inhibit('alertname="EngineDown"', _BURNS),
+    # most requests failing burns the error budget
+    _inhibit('alertname="InferenceOutage"', 'alertname=~"InferenceErrorBudgetBurn(Ticket)?"'),
+    # slow decode steps are slow tokens: they burn the latency budgets
+    _inhibit('alertname="InferenceSlowTokens"', _LATENCY_BURNS),
+    # slow tokens delay the first token too (requests queue behind slow steps)
+    _inhibit('alertname="InferenceItlBudgetBurn"', 'alertname=~"InferenceTtftBudgetBurn(Ticket)?"', "service"),
+    # the page of a burn and its slower ticket
+    _inhibit('alertname="InferenceErrorBudgetBurn"', 'alertname="InferenceErrorBudgetBurnTicket"', "service"),
+    _inhibit('alertname="InferenceTtftBudgetBurn"', 'alertname="InferenceTtftBudgetBurnTicket"', "service"),
+    _inhibit('alertname="InferenceItlBudgetBurn"', 'alertname="InferenceItlBudgetBurnTicket"', "service"),
+    # the page and the slower ticket of one failure
+    _inhibit('alertname="PreemptionStorm"', 'alertname="KvCacheSaturated"', *_ENDPOINT),
+    # a preempted request computes its prompt again, a stalled engine's requests wait: first tokens and
+    # tokens come late
+    _inhibit('alertname=~"PreemptionStorm|EngineStalled|EngineStalledQueued"', _LATENCY_BURNS),
+    _inhibit('alertname=~"EngineStalled|EngineStalledQueued"', 'alertname="InferenceSlowTokens"', *_ENDPOINT),
+    _inhibit('alertname="GpuThermalSlowdown"', 'alertname="GpuThermalThrottling"', *_GPU),
+    # XID 48 is the double-bit ECC error the uncorrected ECC counter counts: one failure
+    _inhibit(('alertname="GpuXidNeedsReset"', 'xid="48"'), 'alertname="GpuEccUncorrectable"', *_GPU),
+    # a GPU that fell off the bus reports XID 79 and, after a while, nothing at all
+    _inhibit('alertname="GpuLost"', 'alertname=~"GpuXidNeedsReset|GpuMissing"', *_GPU),
 )
+
+
+def _default_route() -> RouteConfig:
+    slo = RouteConfig(matchers=(Matcher.parse('category="slo"'),), group_wait_s=SLO_GROUP_WAIT_S)
+    return RouteConfig(
+        group_by=GROUP_BY,
+        group_wait_s=GROUP_WAIT_S,
+        group_interval_s=GROUP_INTERVAL_S,
+        repeat_interval_s=REPEAT_INTERVAL_S,
+        routes=(slo,),
+    )
 
 
 @dataclass(frozen=True)
 class AlertingConfig:
-    route: RouteConfig = field(
-        default_factory=lambda: RouteConfig(
-            group_by=GROUP_BY,
-            group_wait_s=GROUP_WAIT_S,
-            group_interval_s=GROUP_INTERVAL_S,
-            repeat_interval_s=REPEAT_INTERVAL_S,
-        )
-    )
+    # a config file's `route:` replaces the default one, its SLO child route included
+    route: RouteConfig = field(default_factory=_default_route)
     receivers: Mapping[str, ReceiverConfig] = field(default_factory=dict)
     inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
     time_intervals: Mapping[str, TimeInterval] = field(default_factory=dict)
@@ -328,7 +377,7 @@ def parse_config(data: Any, path: Path | None = None, env: Mapping[str, str] | N
         return AlertingConfig()
     top = reader.mapping(data, "the config")
     reader.known(top, {"route", "receivers", "inhibit_rules", "time_intervals", "external_url", "global"}, "config")
-    route = _defaults(reader.route(top.get("route", LineDict()), top, "route", root=True))
+    route = _defaults(reader.route(top["route"], top, "route", root=True)) if "route" in top else _default_route()
     receivers: dict[str, ReceiverConfig] = {}
     for node in top.get("receivers") or []:
         receiver = reader.receiver(node, top)

@@ -38,6 +38,7 @@ POWER_IDLE_W, POWER_LIMIT_W = 72.0, 700.0
 SM_CLOCK_MAX, SM_CLOCK_IDLE, SM_CLOCK_THROTTLED = 1980, 345, 1095
 MEM_CLOCK = 2619
 AMBIENT_C, THROTTLE_C = 28.0, 92.0
+THERMAL_TAU_S = 2.0  # how fast a GPU with failed cooling heats (a first-order lag's time constant)
 WEIGHTS_FRACTION, KV_POOL_FRACTION = 0.2, 0.68  # of total memory, as an engine preallocates it
 FIELDS = (
     "utilization",
@@ -185,13 +186,19 @@ class SimulatedBackend:
         return active + pending
 
     def clear_faults(self) -> None:
-        """End throttling, bring fallen GPUs back and clear pending remaps; counters keep their counts."""
+        """Repair every simulated GPU as a GPU reset would: throttling ends, fallen GPUs come back, pending
+        remaps are done, and what counts since the last reset starts again from 0: the volatile ECC
+        counters (as NVML's do at a reset; the aggregate ones keep their counts) and the XIDs counted
+        (series kept at 0, so a rule reading "XIDs since the last reset" sees the reset at once)."""
         with self._lock:
             self._pending.clear()
             self._active.clear()
             for gpu in self.gpus:
                 gpu.thermal = False
                 gpu.remap_pending = False
+                gpu.xids = dict.fromkeys(gpu.xids, 0)
+                for kind in ("corrected", "uncorrected"):
+                    gpu.ecc[(kind, "volatile")] = 0
                 if gpu.lost:
                     gpu.lost = False
                     event(log, "gpu_recovered", gpu=gpu.index, simulated=True)
@@ -264,8 +271,10 @@ class SimulatedBackend:
             power_target *= 0.7  # throttled clocks draw less
         gpu.power = max(POWER_IDLE_W * 0.8, _lag(gpu.power, power_target, dt, 1.0) + rng.gauss(0.0, 3.0))
         gpu.energy_j += gpu.power * dt
-        temp_target = THROTTLE_C + 3.0 if gpu.thermal else AMBIENT_C + gpu.power * 0.066
-        gpu.temperature = _lag(gpu.temperature, temp_target, dt, 6.0 if gpu.thermal else 20.0)
+        # the thermal fault is a cooling failure: the die heats in seconds, past the slowdown threshold
+        # (THROTTLE_C - 4) within about 3 s of any load, so the page rule's 5 s of slowdown start at once
+        temp_target = THROTTLE_C + 8.0 if gpu.thermal else AMBIENT_C + gpu.power * 0.066
+        gpu.temperature = _lag(gpu.temperature, temp_target, dt, THERMAL_TAU_S if gpu.thermal else 20.0)
         gpu.memory_temperature = _lag(gpu.memory_temperature, gpu.temperature + 6.0, dt, 30.0)
 
         reasons = 0

@@ -223,7 +223,11 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        # A vLLM whose engine died takes its API server down with it, and Prometheus marks the target
+        # down (`up == 0`). The reference workload stays up for POST /control/restart, so it answers 503
+        # while its engine is dead: scrapers see the target down; a person still reads the text.
+        status = 503 if engine.dead else 200
+        return Response(generate_latest(registry), status_code=status, media_type=CONTENT_TYPE_LATEST)
 
     # -- control -------------------------------------------------------------------------------
 

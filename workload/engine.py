@@ -167,10 +167,10 @@ class Engine:
     def submit(self, seq: Sequence) -> None:
         with self._wake:
             if self._dead:
-                # a request that reaches a dead engine ends in an engine error, and is counted as one:
-                # otherwise a crash between requests shows no error at all (the drill's crash fault paged
-                # nobody: no request finished, /metrics still answered, nothing ran or waited)
-                self.metrics.success["error"].inc()
+                # refused, not finished: vLLM's request_success counts requests its engine finished, and a
+                # dead engine finishes none. The crash shows as the target down (/metrics answers 503 while
+                # the engine is dead: EngineDown); counted here, the refusals hidden behind that 503 showed
+                # up at once after the restart and paged an error-budget burn for a crash already fixed
                 raise EngineDead(f"engine is dead: {self._dead}; restart it with POST /control/restart")
             if not self._accepting:
                 raise EngineRestarting("engine is restarting; retry shortly", retry_after=2.0)
@@ -429,6 +429,11 @@ class Engine:
         self._publish_gauges()
 
     # -- control (any thread) ---------------------------------------------------------------
+
+    @property
+    def dead(self) -> bool:
+        """The loop died (the crash fault, or a failed recovery) and stays down until `restart`."""
+        return self._dead is not None
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         now = self.clock()

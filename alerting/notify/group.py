@@ -6,6 +6,10 @@ as after a restart); after a flush the next one comes `group_interval` later, ev
 anything goes out is the dedup stage's call (new alerts, resolved ones, or `repeat_interval`
 passed). A resolved alert is in the next flush once, then leaves the group; an empty group is gone.
 
+One departure from Alertmanager: a firing alert that joins a group with nothing firing (its alerts all
+resolved, their resolve not yet sent) is a new failure, as the incident book sees it (a new incident):
+it goes out `group_wait` after it came, with the resolve, not up to `group_interval` later.
+
 Pure: time is handed in, so tests drive the timers with a fake clock.
 """
 
@@ -45,6 +49,9 @@ class AggregationGroup:
         self.flushed = False
 
     def insert(self, alert: Alert, now: float) -> None:
+        fresh = not alert.resolved and alert.fingerprint not in self.alerts
+        if fresh and self.flushed and all(a.resolved for a in self.alerts.values()):
+            self.next_flush = min(self.next_flush, now + self.route.group_wait_s)
         self.alerts[alert.fingerprint] = alert
         started = alert.fired_at if alert.fired_at is not None else alert.active_at
         if not self.flushed and started + self.route.group_wait_s <= now:

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from typing import Any
 
-from alerting.model import ALERTNAME
+from alerting.model import ALERTNAME, SEVERITY
 from alerting.notify.dedup import NotificationLog
 from alerting.notify.send import Outgoing
 from vigil.logs import event
@@ -59,4 +59,8 @@ class Recorder:
 
 
 def _brief(alert: Any) -> dict[str, str]:
-    return {"alertname": alert.labels.get(ALERTNAME, ""), "fingerprint": alert.fingerprint}
+    return {
+        "alertname": alert.labels.get(ALERTNAME, ""),
+        "fingerprint": alert.fingerprint,
+        "severity": alert.labels.get(SEVERITY, ""),
+    }

@@ -3,7 +3,8 @@ detected, its runbook runs (started by the rule or by the drill) and verifies re
 the alert resolves, one page goes out, the faults are cleared and the incident keeps the drill's row.
 
 The rules are the shipped pack itself: its page rules for these faults (InferenceOutage, EngineStalled,
-EngineStalledQueued, PreemptionStorm) have windows of seconds, so the test stays bounded.
+EngineStalledQueued, PreemptionStorm) have windows of seconds, so the test stays bounded. The webhook's
+deliveries are counted too: exactly one page per fault, as the drill's table says.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def run_drill(d: Drill, out: Path, *args: str, timeout: float = 420) -> subproce
 def test_vigil_drill_errors_stall_and_kv_pressure_detects_mitigates_verifies_and_clears(
     drill: tuple[Drill, WebhookReceiver], tmp_path: Path
 ) -> None:
-    d, _ = drill
+    d, hook = drill
     out = tmp_path / "drill.json"
     args = ["--fault", "errors", "--fault", "stall", "--fault", "kv_pressure", "--approver", "drill-bot"]
     done = run_drill(d, out, *args, "--timeout", "180", "--resolve-timeout", "60", timeout=600)
@@ -65,13 +66,13 @@ def test_vigil_drill_errors_stall_and_kv_pressure_detects_mitigates_verifies_and
     for fault, (alert, runbook, auto) in expected.items():
         row = rows[fault]
         assert row["alert"] in alert and (row["runbook"], row["auto"]) == (runbook, auto), row
-        # the goal is 10 s (the drill's table reports it); here a shared 2-core machine gets slack, and
-        # kv_pressure more: it preempts only when two long demo requests overlap, which measured 5-69 s in
-        assert row["detected_s"] is not None and row["detected_s"] <= (100 if fault == "kv_pressure" else 30), row
+        # the goal is 10 s (the drill's table reports it); here a shared 2-core machine gets slack. kv_pressure
+        # needs none more: the drill keeps the long requests in flight that make it preempt at once
+        assert row["detected_s"] is not None and row["detected_s"] <= 30, row
         assert row["started_s"] is not None and row["started_s"] >= row["detected_s"], row
         assert row["verified_s"] is not None and row["verified_s"] <= 180, row
         assert row["resolved_s"] is not None, row
-        assert row["pages"] >= 1 and row["incident"], row
+        assert row["pages"] == 1 and row["incident"], row  # one failure, one page
         run = d.api(f"/api/v1/runs/{row['run']}")
         assert run["state"] == "succeeded" and run["auto"] is auto, run
         if not auto:
@@ -86,6 +87,13 @@ def test_vigil_drill_errors_stall_and_kv_pressure_detects_mitigates_verifies_and
     assert config["max_num_seqs"] != 1 and config["shed_fraction"] == 0, config
     assert target["workload"]["faults"] == [] and target["gpus"]["faults"] == []
     assert all(t.get("revoked") for t in d.api("/api/v1/tokens")["tokens"] if t["name"] == "drill-bot")
+    # the drill's count is what the receiver got: one delivery telling a page firing per fault, no other
+    pages = [
+        r
+        for r in hook.payloads()
+        if any(a["status"] == "firing" for a in r.body["alerts"] if a["labels"].get("severity") == "page")
+    ]
+    assert len(pages) == sum(r["pages"] for r in rows.values()) == 3, [r.body for r in pages]
     # the table a person reads names every fault
     assert all(f in done.stdout for f in expected), done.stdout
     assert "mitigated+verified (s)" in done.stdout

@@ -239,7 +239,10 @@ def test_crash_fault_kills_the_engine_until_restart(wl: WorkloadServer) -> None:
     assert "out of memory" in health.json()["error"] and health.json()["restart"].startswith("manual")
     assert wl.complete("Hello", 4).status_code == 503
     assert wl.metrics()["vigil_workload_engine_alive"] == 0
+    # scrapers see the target down, as a vLLM whose dead engine took its server with it (EngineDown)
+    assert httpx.get(f"{wl.url}/metrics").status_code == 503
     assert wl.control("POST", "restart").status_code == 200
+    assert httpx.get(f"{wl.url}/metrics").status_code == 200
     assert httpx.get(f"{wl.url}/health").status_code == 200
     assert wl.complete("Hello", 4).status_code == 200
 

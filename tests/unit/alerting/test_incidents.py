@@ -28,7 +28,7 @@ def gone(a: Alert, at: float) -> Alert:
     return replace(a, state=AlertState.INACTIVE, resolved_at=at)
 
 
-def book(group_by: tuple[str, ...] | None = None) -> IncidentBook:
+def book(group_by: tuple[str, ...] | None = ("alertname",)) -> IncidentBook:
     ids = count(1)
     route = None if group_by is None else Route.build(RouteConfig(group_by=group_by))
     return IncidentBook(route_grouping(route), lambda: f"i{next(ids)}")
@@ -39,7 +39,7 @@ def kinds(events: list[IncidentEvent]) -> list[tuple[str, str]]:
 
 
 def test_a_firing_alert_opens_an_incident_and_one_of_its_group_joins_it() -> None:
-    b = book()  # the default route groups by alertname
+    b = book()
     a, c = alert(host="a"), alert(host="c", severity="page")
     assert kinds(b.observe([a], 100)) == [("i1", "opened"), ("i1", "alert")]
     assert kinds(b.observe([a, c], 110)) == [("i1", "alert")]  # a is a member already: nothing new
@@ -202,3 +202,14 @@ def test_events_the_store_refused_go_with_the_next_write_and_a_refused_note_is_n
     store.down = False
     incidents.store.flush()
     assert [r[3] for r in store.rows] == ["opened", "alert"] and incidents.trouble() == {}
+
+
+def test_the_default_route_makes_one_incident_of_the_alerts_of_one_failure() -> None:
+    b = book(group_by=None)  # no notifier route: the default one
+    wl = {"llm.endpoint": "http://wl", "severity": "page"}
+    outage = Alert({"alertname": "InferenceOutage", **wl}, {}, AlertState.FIRING, 1.0, active_at=90, fired_at=100)
+    down = Alert({"alertname": "EngineDown", **wl}, {}, AlertState.FIRING, 1.0, active_at=90, fired_at=100)
+    gpu = Alert({"alertname": "GpuLost", "host.name": "h", "gpu.uuid": "G"}, {}, AlertState.FIRING, 1.0, 90, 100)
+    b.observe([outage, down, gpu], 100)
+    groups = sorted(tuple(sorted(i.group_labels.items())) for i in b.open_incidents())
+    assert groups == [(("gpu.uuid", "G"), ("host.name", "h")), (("llm.endpoint", "http://wl"),)]

@@ -301,10 +301,24 @@ def test_fast_engine_rules_page_within_seconds() -> None:
     assert rules["GpuThermalThrottling"].labels["severity"] == "ticket"
 
 
-def test_fast_outage_rule_pages_at_once_on_half_the_requests_failing_over_30s() -> None:
+def test_fast_outage_rule_pages_at_once_on_half_the_requests_failing_over_10s() -> None:
     [rule] = [r for r in load_rule_files(default_pack()) if r.name == "InferenceOutage"]
     assert rule.for_s == 0 and rule.labels["severity"] == "page" and rule.runbook
-    assert {q.window_s for q in rule.queries()} == {30}
+    assert {q.window_s for q in rule.queries()} == {10}
+
+
+def test_engine_down_pages_on_failed_scrapes_of_an_engine_that_served_and_starts_its_restart() -> None:
+    rules = {r.name: r for r in load_rule_files(default_pack())}
+    down = rules["EngineDown"]
+    assert down.labels["severity"] == "page" and down.for_s == 0 and down.runbook == "engine-absent"
+    assert down.annotations["runbook_auto"] == "true"
+    served, failing = down.conditions  # the hour's read first (see the rule's comment)
+    assert (failing.expr.query.metric, failing.op, failing.threshold) == ("vigil.agent.scrape.up", "==", 0)
+    assert failing.expr.query.window_s <= 5 and failing.expr.query.function == "max"
+    assert (served.expr.query.function, served.op, served.threshold) == ("max", "==", 1)
+    assert served.expr.query.window_s == 3600 and down.queries()[0] == served.expr.query
+    slow = rules["InferenceSlowTokens"]
+    assert slow.labels["severity"] == "page" and max(q.window_s for q in slow.queries()) <= 10
 
 
 def test_latency_bucket_bounds_match_the_workload() -> None:

@@ -121,7 +121,10 @@ def test_xid_ecc_and_falling_off_the_bus() -> None:
     (back,) = run(backend, clock, 1, slow=True)
     assert value(back, n.GPU_UP, 3) == 1
     assert value(back, n.GPU_REMAPPED_PENDING, 1) == 0  # the reset a pending remap waited for
-    assert {(a[n.GPU_INDEX], a[n.XID]) for _, a in back[n.GPU_XID_ERRORS]} == set(xids)  # counters keep counts
+    # a reset: XIDs and volatile ECC counts start again from 0 (series kept), aggregate ECC keeps its count
+    assert {(a[n.GPU_INDEX], a[n.XID]): v for v, a in back[n.GPU_XID_ERRORS]} == dict.fromkeys(xids, 0)
+    assert value(back, n.GPU_ECC_UNCORRECTED, 1, **{n.ECC_COUNTER: "volatile"}) == 0
+    assert value(back, n.GPU_ECC_UNCORRECTED, 1, **{n.ECC_COUNTER: "aggregate"}) == 2
 
 
 def test_faults_parse_from_the_command_line_form() -> None:
@@ -140,3 +143,16 @@ def test_faults_parse_from_the_command_line_form() -> None:
     backend, _ = sim(2)
     with pytest.raises(ValueError, match="out of range"):
         backend.inject(Fault(FaultKind.THERMAL, gpu=5))
+
+
+@pytest.mark.parametrize("running", [0, 20])
+def test_a_thermal_fault_reaches_slowdown_within_a_few_seconds_idle_or_busy(running: int) -> None:
+    # the page rule wants 5 s of slowdown and the drill 10 s from injection to the page: the cooling
+    # failure must bring the slowdown bit within about 3 s, and keep it while the fault lasts
+    backend, clock = sim(1)
+    backend.observe_load(Load(running=running, waiting=0, kv_cache_usage=0.2))
+    run(backend, clock, 120)
+    backend.inject(Fault(FaultKind.THERMAL, gpu=0))
+    seen = run(backend, clock, 10)
+    active = [value(s, n.GPU_CLOCK_EVENT_REASON_ACTIVE, 0, reason="sw_thermal_slowdown") for s in seen]
+    assert active.index(1) <= 3 and all(active[active.index(1) :]), active

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from alerting.config import ConfigError, load_config, parse_duration
+from alerting.config import GROUP_WAIT_S, ConfigError, load_config, parse_config, parse_duration
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -52,7 +53,7 @@ def test_a_full_config_loads(tmp_path: Path) -> None:
     path = write(tmp_path, FULL.replace("SECRET", str(tmp_path / "pw")))
     env = {"PD_KEY": "pdkey", "SLACK_URL": "https://hooks.slack.test/x"}
     config = load_config(path, SimpleNamespace(webhook_url=""), env)
-    assert config.route.group_wait_s == 1.0 and config.route.repeat_interval_s == 4 * 3600
+    assert config.route.group_wait_s == GROUP_WAIT_S and config.route.repeat_interval_s == 4 * 3600
     hook, pd = config.receivers["oncall"].integrations  # in KINDS order
     assert pd.kind == "pagerduty" and pd.routing_key == "pdkey" and pd.url.startswith("https://events.pagerduty")
     assert dict(hook.headers)["Authorization"].startswith("Basic ")
@@ -121,3 +122,57 @@ def test_by_default_a_dead_node_pages_once(tmp_path: Path) -> None:
     assert kept.inhibit_rules == config.inhibit_rules, "a file that says nothing of inhibit_rules keeps the default"
     dropped = load_config(write(tmp_path, "inhibit_rules: []\n"), SimpleNamespace(webhook_url=""))
     assert dropped.inhibit_rules == ()
+
+
+def test_the_default_route_groups_the_alerts_of_one_failure_and_waits_longer_for_slo_burns() -> None:
+    from alerting.config import SLO_GROUP_WAIT_S, AlertingConfig
+    from alerting.notify.route import Route
+
+    for config in (AlertingConfig(), parse_config({"receivers": [{"name": "x"}]})):
+        route = Route.build(config.route)
+        workload = [
+            {"alertname": a, "llm.endpoint": "http://wl", "severity": "page"} for a in ("InferenceOutage", "EngineDown")
+        ]
+        gpu = [
+            {"alertname": a, "host.name": "h", "gpu.uuid": "G", "xid": "48"}
+            for a in ("GpuXidNeedsReset", "GpuEccUncorrectable")
+        ]
+        for pair in (workload, gpu):
+            (a,), (b,) = route.match(pair[0]), route.match(pair[1])
+            assert a is b and a.group_labels(pair[0]) == a.group_labels(pair[1])
+        assert route.match(workload[0])[0].group_labels(gpu[0]) != route.match(gpu[0])[0].group_labels(workload[0])
+        (slo,) = route.match({"alertname": "InferenceErrorBudgetBurn", "category": "slo", "service": "inference"})
+        assert slo.group_wait_s == SLO_GROUP_WAIT_S and slo.group_labels({"service": "inference"}) == {
+            "service": "inference"
+        }
+    assert parse_config({"route": {"group_by": ["alertname"]}}).route.routes == ()  # a file's route replaces it
+
+
+def test_the_default_inhibit_rules_mute_what_another_alert_explains() -> None:
+    from alerting.config import AlertingConfig
+    from alerting.notify.inhibit import Inhibitor
+    from tests.unit.alerting.notify.helpers import alert
+
+    def muted(source: Any, target: Any) -> bool:
+        inhibitor = Inhibitor(AlertingConfig().inhibit_rules)
+        inhibitor.observe([source, target])
+        return inhibitor.mutes(target)
+
+    wl, other = {"llm.endpoint": "http://wl"}, {"llm.endpoint": "http://other"}
+    gpu = {"host.name": "h", "gpu.uuid": "G"}
+    assert muted(alert("InferenceOutage", **wl), alert("InferenceErrorBudgetBurn", service="inference"))
+    assert muted(alert("EngineDown", **wl), alert("InferenceOutage", **wl))
+    assert not muted(alert("EngineDown", **other), alert("InferenceOutage", **wl))
+    assert muted(
+        alert("InferenceItlBudgetBurn", service="inference"), alert("InferenceTtftBudgetBurn", service="inference")
+    )
+    assert muted(alert("InferenceSlowTokens", **wl), alert("InferenceItlBudgetBurn", service="inference"))
+    assert muted(alert("GpuXidNeedsReset", xid="48", **gpu), alert("GpuEccUncorrectable", **gpu))
+    assert not muted(alert("GpuXidNeedsReset", xid="79", **gpu), alert("GpuEccUncorrectable", **gpu))
+    assert not muted(
+        alert("GpuXidNeedsReset", xid="48", **gpu), alert("GpuEccUncorrectable", **{**gpu, "gpu.uuid": "H"})
+    )
+    assert muted(alert("PreemptionStorm", **wl), alert("KvCacheSaturated", **wl))
+    assert muted(alert("EngineStalled", **wl), alert("InferenceItlBudgetBurn", service="inference"))
+    assert not muted(alert("EngineStalled", **wl), alert("InferenceErrorBudgetBurn", service="inference"))
+    assert not muted(alert("InferenceErrorBudgetBurn", service="inference"), alert("InferenceOutage", **wl))

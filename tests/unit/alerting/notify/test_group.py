@@ -67,3 +67,24 @@ def test_the_alerts_held_are_bounded() -> None:
     d = Dispatcher(Route.build(config), max_alerts=3, on_drop=lambda stage, reason, n: dropped.append(stage))
     d.insert([alert(gpu=str(i)) for i in range(5)], now=1000.0)
     assert d.alert_count == 3 and dropped == ["group", "group"]
+
+
+def test_a_new_alert_in_a_group_with_nothing_firing_goes_out_after_group_wait_with_the_resolve() -> None:
+    d = dispatcher(wait=2.0, interval=30.0)
+    d.insert([alert(gpu="0", at=100.0)], now=100.0)
+    d.due(102.0)  # the first page
+    d.insert([alert(gpu="0", at=100.0, resolved_at=110.0)], now=110.0)  # resolved; its resolve is due at 132
+    d.insert([alert(gpu="1", at=120.0)], now=120.0)  # a new failure in the same group
+    assert d.due(121.9) == []
+    (flush,) = d.due(122.0)  # group_wait after it came, not group_interval after the last flush
+    assert fps(flush.firing) == {"1"} and fps(flush.resolved) == {"0"}
+
+
+def test_a_new_alert_beside_one_still_firing_waits_for_group_interval() -> None:
+    d = dispatcher(wait=2.0, interval=30.0)
+    d.insert([alert(gpu="0", at=100.0)], now=100.0)
+    d.due(102.0)
+    d.insert([alert(gpu="1", at=110.0)], now=110.0)  # the same failure, growing: Alertmanager's semantics
+    assert d.due(131.9) == []
+    (flush,) = d.due(132.0)
+    assert fps(flush.firing) == {"0", "1"}

@@ -31,3 +31,25 @@ def test_inhibition(sources: list, target: object, muted: bool) -> None:
     inhibitor.observe([alert("NodeDown", host="a")] if any(s.resolved for s in sources) else [])
     inhibitor.observe(sources)
     assert inhibitor.mutes(target) is muted  # type: ignore[arg-type]
+
+
+def test_an_alert_muted_while_it_fired_stays_muted_after_its_source_resolves_until_it_resolves() -> None:
+    inhibitor = Inhibitor([RULE])
+    burn = alert("HighErrors", host="a", at=100.0)
+    inhibitor.observe([alert("NodeDown", host="a"), burn])
+    assert inhibitor.mutes(burn)
+    inhibitor.observe([alert("NodeDown", host="a", resolved_at=120.0), burn])  # the cause is fixed first
+    assert inhibitor.mutes(burn)  # its consequence, still firing, does not page now
+    inhibitor.observe([alert("HighErrors", host="a", at=100.0, resolved_at=130.0)])
+    again = alert("HighErrors", host="a", at=140.0)
+    inhibitor.observe([again])
+    assert not inhibitor.mutes(again)  # firing again with no source: a new failure pages
+
+
+def test_an_alert_that_fired_before_its_source_is_muted_once_the_source_fires() -> None:
+    inhibitor = Inhibitor([RULE])
+    burn = alert("HighErrors", host="a")
+    inhibitor.observe([burn])
+    assert not inhibitor.mutes(burn)
+    inhibitor.observe([burn, alert("NodeDown", host="a")])
+    assert inhibitor.mutes(burn)

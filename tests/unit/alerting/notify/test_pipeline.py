@@ -135,6 +135,8 @@ def test_what_was_delivered_is_listed_for_the_api_by_time() -> None:
         (100.0, "firing", "r/webhook/0"),
         (120.0, "resolved", "r/webhook/0"),
     ]
-    assert listed[0]["firing"] == [{"alertname": a.labels["alertname"], "fingerprint": a.fingerprint}]
+    assert listed[0]["firing"] == [
+        {"alertname": a.labels["alertname"], "fingerprint": a.fingerprint, "severity": "page"}
+    ]
     assert listed[1]["resolved"][0]["fingerprint"] == a.fingerprint and listed[1]["firing"] == []
     assert [n["status"] for n in p.record.sent(since=110.0)] == ["resolved"]

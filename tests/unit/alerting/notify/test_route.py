@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerting.config import parse_config
+from alerting.config import GROUP_WAIT_S, parse_config
 from alerting.notify.route import Route
 
 TREE = {
@@ -39,7 +39,7 @@ def test_routing_follows_matchers_continue_and_nesting(labels: dict[str, str], r
 def test_children_inherit_what_they_do_not_set() -> None:
     root = Route.build(parse_config(TREE).route)
     pager, _, tickets = root.routes
-    assert pager.group_wait_s == root.group_wait_s == 1.0
+    assert pager.group_wait_s == root.group_wait_s == GROUP_WAIT_S
     assert pager.routes[0].group_by == ("alertname",)
     assert tickets.group_wait_s == 30.0
     assert tickets.group_labels({"a": "1", "b": "2"}) == {"a": "1", "b": "2"}  # '...' groups by every label
