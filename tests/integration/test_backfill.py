@@ -103,6 +103,15 @@ def test_the_same_backfill_twice_writes_nothing_new(store: Store, written: b.Fle
     assert store.query_rows(f"SELECT count() FROM {GAUGE}") == before
 
 
+def test_measure_times_the_store_alone_and_the_backfill_over_the_same_chunks(store: Store, written: b.Fleet) -> None:
+    before = store.query_rows(f"SELECT count() FROM {GAUGE}")
+    report = b.write(store, written, chunk_rows=20_000, measure=True)  # 6 chunks: 1 alone, 4 pipelined, 1 alone
+    summary = report.as_dict()
+    assert report.rows == written.samples
+    assert report.store_rows_per_s and report.backfill_rows_per_s and summary["ratio"]
+    assert store.query_rows(f"SELECT count() FROM {GAUGE}") == before  # the same tokens: nothing twice
+
+
 def vigil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
