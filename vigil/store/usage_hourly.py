@@ -58,9 +58,10 @@ SAME_ORDER = {"max_threads": 1}
 
 def read_limited(store: Store, sql: str, params: dict[str, Any], max_rows: int) -> list[tuple[Any, ...]]:
     try:
-        return store.read_rows(
-            sql, params, settings={**SAME_ORDER, "max_result_rows": max_rows, "result_overflow_mode": "throw"}
-        )
+        with store.foreground.reading():
+            return store.read_rows(
+                sql, params, settings={**SAME_ORDER, "max_result_rows": max_rows, "result_overflow_mode": "throw"}
+            )
     except Exception as exc:
         if "TOO_MANY_ROWS" in str(exc) or "Limit for result exceeded" in str(exc):
             raise StoreQueryError(
