@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+import alerting.evaluator
 from alerting.evaluator import Evaluator
 from alerting.history import Restored, StateRow
 from alerting.model import Alert, AlertState
 from alerting.state import Tracked, Transition
 from tests.unit.alerting.fakes import ERRORS, FakeQuery, FakeRule, RecordingNotifier
+from vigil.store import Store
 from vigil.store.window import WindowQuery
 
 LATENCY = WindowQuery("llm.time_to_first_token", "histogram", "quantile", 300, quantile=0.99)
@@ -168,13 +172,6 @@ def test_a_group_without_a_good_round_is_stalled(since_start: float, stalled: li
 
 def test_a_round_waits_for_a_history_read_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     """A person's history read comes first: the round's query runs only once the read has ended."""
-    import threading
-
-    import alerting.evaluator
-    from typing import Any, cast
-
-    from vigil.store import Store
-
     monkeypatch.setattr(alerting.evaluator, "FOREGROUND_ALLOWANCE_S", 60.0)  # no deadline within the test
     store = Store(cast(Any, object()), "chdb:///nowhere")
     store.foreground.quiet_s = 0.0
