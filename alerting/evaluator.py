@@ -21,12 +21,16 @@ from alerting.history import AlertStore, StateRow
 from alerting.model import Alert, AlertState, CompiledRule, Notifier
 from alerting.state import Tracked, Transition, advance
 from vigil.logs import event
+from vigil.store.client import Store
 from vigil.store.window import WindowQuery, WindowValue, window_values
 
 log = logging.getLogger(__name__)
 
 QueryFn = Callable[[object, WindowQuery, float, object], Sequence[WindowValue]]
 Results = Mapping[WindowQuery, Sequence[WindowValue]]
+# Before each query a round waits while a person's history read runs (`vigil.store.foreground`), for
+# at most this long per round in all: rules are never starved, and late by at most this.
+FOREGROUND_ALLOWANCE_S = 1.0
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Evaluator:
         self._alert_store = alert_store
         self._clock = clock
         self._query = query
+        self._foreground = store.foreground if isinstance(store, Store) else None
         self._lock = threading.Lock()  # guards every RuleStatus; API threads read snapshots under it
         self._idle = threading.Condition()
         self._running_rounds = 0
@@ -235,6 +240,7 @@ class Evaluator:
     ) -> tuple[dict[WindowQuery, Sequence[WindowValue]], dict[WindowQuery, str]]:
         results: dict[WindowQuery, Sequence[WindowValue]] = {}
         failed: dict[WindowQuery, str] = {}
+        yield_until = time.monotonic() + FOREGROUND_ALLOWANCE_S
         for status in group.rules:
             try:
                 queries = status.rule.queries()
@@ -244,6 +250,8 @@ class Evaluator:
             for query in queries:
                 if query in results or query in failed:
                     continue  # rules asking the same question share one read
+                if self._foreground is not None:
+                    self._foreground.wait_quiet(yield_until)
                 try:
                     results[query] = self._query(self._store, query, now, self._schema_ctx)
                 except Exception as exc:

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from dashboard.context import service_context
 from dashboard.history_params import GROUPINGS, PRESETS, ParamError, query_string, usage_query
 from dashboard.render import render
+from vigil import csvcell
 from vigil.access import Principal, Role, require
 from vigil.kernel import ServiceContext
 from vigil.store import StoreQueryError
@@ -151,8 +152,8 @@ def _download(kind: str, fmt: str, table: Callable[[Asked], tuple[list[str], lis
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(names)
-        writer.writerows(rows)
+        writer.writerow(csvcell.row(names))
+        writer.writerows(csvcell.row(r) for r in rows)
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     arrow = pa.table({name: list(col) for name, col in zip(names, columns, strict=True)})

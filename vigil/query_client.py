@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from vigil import csvcell
 from vigil.api_client import TOKEN_ENV, bearer_client, error_detail
 from vigil.errors import CliError
 from vigil.pidlock import LockHeld, PidLock
@@ -88,8 +89,8 @@ def print_result(result: QueryResult, fmt: str, out: TextIO = sys.stdout) -> Non
         out.write(json.dumps([list(r) for r in rows], default=str) + "\n")
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(result.column_names)
-        writer.writerows([_text(v) for v in r] for r in rows)
+        writer.writerow(csvcell.row(result.column_names))
+        writer.writerows(csvcell.row(v if isinstance(v, (int, float)) else _text(v) for v in r) for r in rows)
     elif out.isatty():
         cells = [list(result.column_names), *([_text(v) for v in r] for r in rows)]
         widths = [max(len(c[i]) for c in cells) for i in range(len(result.column_names))]

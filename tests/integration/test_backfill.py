@@ -97,10 +97,28 @@ def test_usage_gpu_hours_from_rollups_equal_raw(store: Store, written: b.Fleet) 
             assert answers[source][team] == pytest.approx(values, rel=1e-9)
 
 
+def test_a_backfill_leaves_the_history_tables_merged(store: Store, written: b.Fleet) -> None:
+    parts = store.query_rows(
+        "SELECT table, partition, count() FROM system.parts WHERE active AND table IN {t:Array(String)} "
+        "GROUP BY table, partition",
+        {"t": list(b.SETTLED)},
+    )
+    assert parts and all(n == 1 for _, _, n in parts)  # one part per partition: nothing left to merge on read
+
+
 def test_the_same_backfill_twice_writes_nothing_new(store: Store, written: b.Fleet) -> None:
     before = store.query_rows(f"SELECT count() FROM {GAUGE}")
     b.write(store, written, chunk_rows=20_000)
     assert store.query_rows(f"SELECT count() FROM {GAUGE}") == before
+
+
+def test_measure_times_the_store_alone_and_the_backfill_over_the_same_chunks(store: Store, written: b.Fleet) -> None:
+    before = store.query_rows(f"SELECT count() FROM {GAUGE}")
+    report = b.write(store, written, chunk_rows=20_000, measure=True)  # 6 chunks: 1 alone, 4 pipelined, 1 alone
+    summary = report.as_dict()
+    assert report.rows == written.samples
+    assert report.store_rows_per_s and report.backfill_rows_per_s and summary["ratio"]
+    assert store.query_rows(f"SELECT count() FROM {GAUGE}") == before  # the same tokens: nothing twice
 
 
 def vigil(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

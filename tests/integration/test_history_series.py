@@ -97,6 +97,23 @@ def test_the_series_tables_answer_as_the_hourly_rollup(
     _same(fast, _answers(store, q))
 
 
+def test_one_series_per_gpu_answers_hours_and_top_in_one_read(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual fleet (GPU-m0, with two series, filtered out): the series and their totals come from one
+    query, and equal the rollup's answer (the parametrized test above compares the rest)."""
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, filters={"host.name": "n1"}, source=Resolution.HOUR)
+    reads = []
+    real = hourly.read_limited
+    monkeypatch.setattr(hourly, "read_limited", lambda *a: reads.append(a[1]) or real(*a))
+    fast = (u.gpu_hours(store, q), u.top_gpus(store, q, "idle"))
+    assert len(reads) == 2 and all("LEFT JOIN" in sql for sql in reads)  # one read each
+    assert fast[0] and fast[1]
+    monkeypatch.setattr(u, "_hourly", lambda *a: None)
+    _same(fast, (u.gpu_hours(store, q), u.top_gpus(store, q, "idle")))
+
+
 def test_past_the_series_limit_the_rollup_answers(loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch) -> None:
     store, base = loaded
     q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)

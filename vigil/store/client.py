@@ -22,6 +22,7 @@ from clickhouse_connect.driver.client import Client
 
 from vigil.logs import event
 from vigil.pidlock import LockHeld, PidLock
+from vigil.store.foreground import Foreground
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class Store:
         self._reader_lock = threading.Lock()
         self._history: Client | None = None
         self._history_lock = threading.Lock()
+        self.foreground = Foreground()  # history reads mark themselves here; the rule evaluator yields to them
 
     def __repr__(self) -> str:
         return f"Store(url={redact(self.url)!r}, cluster={self.cluster!r})"

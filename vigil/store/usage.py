@@ -240,7 +240,7 @@ def gpu_hours(
 ) -> list[GroupHours]:
     """Allocated, busy and idle GPU-hours per group, most allocated first."""
     p = plan(q, ctx=ctx, now=now)
-    fast = _hourly(store, q, p)
+    fast = _hourly(store, q, p, True)  # with each GPU's totals
     if fast is not None:
         return hourly.hours(q, p, fast, hourly.per_gpu(store, q, p, fast, not store.cluster))
     sql, params = gpu_hours_sql(q, p)
@@ -261,7 +261,7 @@ def top_gpus(
     """The `q.top` GPUs with the lowest (idle) or highest (hot) average utilization over the range."""
     p = plan(q, ctx=ctx, now=now)
     sql, params = top_gpus_sql(q, p, order)  # checks `order` whichever source answers
-    fast = _hourly(store, q, p)
+    fast = _hourly(store, q, p, True)  # with each GPU's totals
     if fast is not None:
         return hourly.top(q, p, fast, hourly.per_gpu(store, q, p, fast, not store.cluster), order == "hot")
     return [
@@ -270,12 +270,13 @@ def top_gpus(
     ]
 
 
-def _hourly(store: Store, q: UsageQuery, p: SeriesPlan) -> hourly.Series | None:
+def _hourly(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> hourly.Series | None:
     """The series for the per-series hourly tables when the plan reads the 1-hour rollup and they are
-    few enough to bind (see `vigil.store.usage_hourly`); None: read the rollup itself."""
+    few enough to bind (see `vigil.store.usage_hourly`); None: read the rollup itself. `totals`: with
+    each GPU's totals over the range, read in the same query (GPU-hours and top GPUs need them)."""
     if p.source is not Resolution.HOUR:
         return None
-    return hourly.series(store, q, p)
+    return hourly.series(store, q, p, totals) if totals else hourly.series(store, q, p)
 
 
 Measure = Literal["avg", "busy", "allocated"]

@@ -44,6 +44,7 @@ class Series:
     gpus: list[tuple[str, str, str]]
     groups: list[str]
     key_group: list[int]
+    totals: dict[int, _Gpu] | None = None  # per GPU key, read with the series (`series(..., totals=True)`)
 
     @property
     def one_per_gpu(self) -> bool:
@@ -58,9 +59,10 @@ SAME_ORDER = {"max_threads": 1}
 
 def read_limited(store: Store, sql: str, params: dict[str, Any], max_rows: int) -> list[tuple[Any, ...]]:
     try:
-        return store.read_rows(
-            sql, params, settings={**SAME_ORDER, "max_result_rows": max_rows, "result_overflow_mode": "throw"}
-        )
+        with store.foreground.reading():
+            return store.read_rows(
+                sql, params, settings={**SAME_ORDER, "max_result_rows": max_rows, "result_overflow_mode": "throw"}
+            )
     except Exception as exc:
         if "TOO_MANY_ROWS" in str(exc) or "Limit for result exceeded" in str(exc):
             raise StoreQueryError(
@@ -69,13 +71,19 @@ def read_limited(store: Store, sql: str, params: dict[str, Any], max_rows: int) 
         raise StoreQueryError(f"the store failed a read: {exc}") from None
 
 
-def series(store: Store, q: UsageQuery, p: SeriesPlan) -> Series | None:
-    """The GPU series that match `q`'s filters and were seen in its range; None past `MAX_SERIES`."""
+def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> Series | None:
+    """The GPU series that match `q`'s filters and were seen in its range; None past `MAX_SERIES`.
+
+    `totals`: in the same query, each series' hourly totals over the range (`per_gpu`'s numbers when
+    every GPU has one series, the step is the table's hour and the store is one node), so the usual
+    question costs one read of the store rather than two: each query pays a few milliseconds of
+    planning before it reads a row (measured: 6 ms of a 7 ms read on a small store).
+    """
     params: dict[str, Any] = {"metric": GPU_UTILIZATION.name, "uuid_key": GPU_UUID, "host_key": HOST_NAME}
     params |= {"gkey": q.group_by, "none": NONE_LABEL, "start": p.start}
-    sql = (
-        f"SELECT SeriesHash, any(Attributes[{{uuid_key:String}}]), any({_GROUP}),\n"
-        "    any(ResourceAttributes[{host_key:String}]), max(LastSeen) AS seen\n"
+    lookup = (
+        f"SELECT SeriesHash, any(Attributes[{{uuid_key:String}}]) AS uuid, any({_GROUP}) AS g,\n"
+        "    any(ResourceAttributes[{host_key:String}]) AS host, max(LastSeen) AS seen\n"
         f"FROM {GAUGE_SERIES}\n"
         "WHERE MetricName = {metric:String} AND mapContains(Attributes, {uuid_key:String})"
         f"{filter_sql(q.filters, params)}\n"
@@ -83,6 +91,8 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan) -> Series | None:
         "LIMIT {over:UInt32}"
     )
     params["over"] = MAX_SERIES + 1  # one more than may be bound: enough to tell there are too many
+    totals = totals and not store.cluster and p.step == HOUR_S
+    sql = _with_totals(lookup, bool(q.filters), params, p.end, q.idle_threshold) if totals else lookup
     rows = read_limited(store, sql, params, MAX_SERIES + 1)
     if len(rows) > MAX_SERIES:
         return None
@@ -90,7 +100,8 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan) -> Series | None:
     gpu_index: dict[tuple[str, str], int] = {}
     group_index: dict[str, int] = {}
     latest: dict[int, Any] = {}
-    for series_hash, uuid, group, host, seen in rows:
+    found: dict[int, _Gpu] = {}
+    for series_hash, uuid, group, host, seen, *sums in rows:
         j = group_index.setdefault(group, len(group_index) + 1)
         if j > len(groups):
             groups.append(group)
@@ -103,7 +114,27 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan) -> Series | None:
         latest[k] = max(seen, latest.get(k, seen))
         hashes.append(int(series_hash))
         key.append(k)
-    return Series(hashes, key, gpus, groups, key_group)
+        if sums and sums[0]:  # a series with rows in the range
+            n, busy, idle, vsum, samples, last = sums
+            found[k] = _Gpu(int(n), float(busy), int(idle), float(vsum), int(samples), int(last))
+    return Series(hashes, key, gpus, groups, key_group, found if totals else None)
+
+
+def _with_totals(lookup: str, filtered: bool, params: dict[str, Any], end: int, idle_threshold: float) -> str:
+    """The series lookup joined with each series' totals over the range: the columns `per_gpu` reads,
+    computed as its one-row-per-(series, hour) path computes them (FINAL rows, in the table's order)."""
+    params |= {"end": end, "thr": float(idle_threshold)}
+    only = f"\n    AND SeriesHash IN (SELECT SeriesHash FROM ({lookup}))" if filtered else ""
+    return (
+        "SELECT s.SeriesHash, s.uuid, s.g, s.host, s.seen, t.n, t.busy, t.idle, t.vsum, t.samples, t.last\n"
+        f"FROM ({lookup}) AS s\nLEFT JOIN (\n"
+        "SELECT SeriesHash, count() AS n, sum(Sum / Count) AS busy, countIf(Sum / Count < {thr:Float64}) AS idle,\n"
+        "    sum(Sum / Count * Count) AS vsum, sum(Count) AS samples, max(toUnixTimestamp(TimeBucket)) AS last\n"
+        f"FROM {ROLLUP_1H_SERIES} FINAL\n"
+        "WHERE MetricName = {metric:String}\n"
+        "    AND TimeBucket >= toDateTime({start:UInt32}, 'UTC') AND TimeBucket < toDateTime({end:UInt32}, 'UTC')"
+        f"{only}\nGROUP BY SeriesHash\n) AS t ON s.SeriesHash = t.SeriesHash\nORDER BY s.SeriesHash"
+    )
 
 
 def _span(p: SeriesPlan, s: Series, params: dict[str, Any]) -> str:
@@ -177,6 +208,8 @@ class _Gpu:
 
 def per_gpu(store: Store, q: UsageQuery, p: SeriesPlan, s: Series, single_node: bool) -> dict[int, _Gpu]:
     """Each GPU key's buckets, busy and idle buckets, sample sum and count, and latest bucket."""
+    if s.totals is not None and single_node and s.one_per_gpu and p.step == HOUR_S:
+        return s.totals  # read with the series: the same numbers as the query below
     params: dict[str, Any] = {"thr": float(q.idle_threshold)}
     inner = _per_gpu_bucket(p, s, params, single_node)
     sql = (

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+import alerting.evaluator
 from alerting.evaluator import Evaluator
 from alerting.history import Restored, StateRow
 from alerting.model import Alert, AlertState
 from alerting.state import Tracked, Transition
 from tests.unit.alerting.fakes import ERRORS, FakeQuery, FakeRule, RecordingNotifier
+from vigil.store import Store
 from vigil.store.window import WindowQuery
 
 LATENCY = WindowQuery("llm.time_to_first_token", "histogram", "quantile", 300, quantile=0.99)
@@ -164,3 +168,38 @@ def test_a_group_without_a_good_round_is_stalled(since_start: float, stalled: li
     ev.started_at = 1000.0
     ev.evaluate_group("g", now=0)
     assert ev.stalled(now_monotonic=1000.0 + since_start) == stalled
+
+
+def test_a_round_waits_for_a_history_read_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A person's history read comes first: the round's query runs only once the read has ended."""
+    monkeypatch.setattr(alerting.evaluator, "FOREGROUND_ALLOWANCE_S", 60.0)  # no deadline within the test
+    store = Store(cast(Any, object()), "chdb:///nowhere")
+    store.foreground.quiet_s = 0.0
+    query, order = FakeQuery(), []
+    query.set(ERRORS, a=0.9)
+
+    def recorded(*args: object) -> Sequence[object]:
+        order.append("rule query")
+        return query(*args)  # type: ignore[arg-type]
+
+    ev = Evaluator([FakeRule("A")], store, None, RecordingNotifier(), CollectorRegistry(), query=recorded)  # type: ignore[arg-type]
+    inside, release = threading.Event(), threading.Event()
+
+    def read() -> None:
+        with store.foreground.reading():
+            inside.set()
+            release.wait(30)
+            order.append("history read")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    inside.wait(30)
+    round_ = threading.Thread(target=ev.evaluate_group, args=("g", 100))
+    round_.start()
+    round_.join(0.2)
+    assert round_.is_alive() and order == []  # held back by the read
+    release.set()
+    reader.join(30)
+    round_.join(30)
+    assert order == ["history read", "rule query"]
+    assert states(ev) == {"A/a": AlertState.FIRING}
