@@ -745,7 +745,7 @@ CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m_v2_local ON CLUSTER `vigil`
     Sum SimpleAggregateFunction(sum, Float64) CODEC(ZSTD(15)),
     Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1)),
     Extremes SimpleAggregateFunction(minMap, Map(UInt8, Float64)) CODEC(ZSTD(15)),
-    Last SimpleAggregateFunction(max, Tuple(DateTime64(9), Float64)) CODEC(Delta, ZSTD(15))
+    Last SimpleAggregateFunction(max, Tuple(UInt64, Float64)) CODEC(ZSTD(15))
 )
 ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1m_v2_local', '{replica}')
 PARTITION BY toYYYYMM(TimeBucket)
@@ -765,7 +765,7 @@ CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_v2_local ON CLUSTER `vigil`
     Sum SimpleAggregateFunction(sum, Float64) CODEC(ZSTD(15)),
     Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1)),
     Extremes SimpleAggregateFunction(minMap, Map(UInt8, Float64)) CODEC(ZSTD(15)),
-    Last SimpleAggregateFunction(max, Tuple(DateTime64(9), Float64)) CODEC(Delta, ZSTD(15))
+    Last SimpleAggregateFunction(max, Tuple(UInt64, Float64)) CODEC(ZSTD(15))
 )
 ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1h_v2_local', '{replica}')
 PARTITION BY toYYYYMM(TimeBucket)
@@ -822,7 +822,7 @@ INSERT INTO vigil_metrics_gauge_1m_v2
 SELECT MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket,
     reinterpretAsFloat64(substring(CAST(ValueAvg, 'String'), 1, 8)) AS Sum, Count,
     map(0, ValueMin, 1, -ValueMax) AS Extremes,
-    (fromUnixTimestamp64Nano(reinterpretAsInt64(substring(CAST(ValueLast, 'String'), 11, 8)), 'UTC'),
+    (toUInt64(reinterpretAsInt64(substring(CAST(ValueLast, 'String'), 11, 8)) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000),
      finalizeAggregation(ValueLast)) AS Last
 FROM vigil_metrics_gauge_1m
 WHERE (SELECT count() FROM vigil_metrics_gauge_1m_v2) = 0;
@@ -831,7 +831,7 @@ INSERT INTO vigil_metrics_gauge_1h_v2
 SELECT MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket,
     reinterpretAsFloat64(substring(CAST(ValueAvg, 'String'), 1, 8)) AS Sum, Count,
     map(0, ValueMin, 1, -ValueMax) AS Extremes,
-    (fromUnixTimestamp64Nano(reinterpretAsInt64(substring(CAST(ValueLast, 'String'), 11, 8)), 'UTC'),
+    (toUInt64(reinterpretAsInt64(substring(CAST(ValueLast, 'String'), 11, 8)) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000),
      finalizeAggregation(ValueLast)) AS Last
 FROM vigil_metrics_gauge_1h
 WHERE (SELECT count() FROM vigil_metrics_gauge_1h_v2) = 0;
@@ -839,14 +839,14 @@ WHERE (SELECT count() FROM vigil_metrics_gauge_1h_v2) = 0;
 CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_1m_v2_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_1m_v2_local
 AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes, toDateTime(toStartOfMinute(TimeUnix)) AS TimeBucket,
     sum(Value) AS Sum, toUInt64(count()) AS Count, map(0, min(Value), 1, -max(Value)) AS Extremes,
-    max((TimeUnix, Value)) AS Last
+    max((toUInt64(toUnixTimestamp64Nano(TimeUnix) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000), Value)) AS Last
 FROM otel_metrics_gauge_local
 GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_1h_v2_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_1h_v2_local
 AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes, toDateTime(toStartOfHour(TimeUnix)) AS TimeBucket,
     sum(Value) AS Sum, toUInt64(count()) AS Count, map(0, min(Value), 1, -max(Value)) AS Extremes,
-    max((TimeUnix, Value)) AS Last
+    max((toUInt64(toUnixTimestamp64Nano(TimeUnix) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000), Value)) AS Last
 FROM otel_metrics_gauge_local
 GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
 

@@ -44,11 +44,11 @@ def _raw(store: Store, table: str) -> list[tuple[Any, ...]]:
     )
 
 
-def _rollup(store: Store, table: str, columns: str | None = None) -> list[tuple[Any, ...]]:
+def _rollup(store: Store, table: str, columns: str | None = None, bucket: str = "TimeBucket") -> list[tuple[Any, ...]]:
     columns = columns or ", ".join(AGGREGATE_SQL[a][1] for a in AGGREGATES)
     return store.query_rows(
-        f"""SELECT Attributes['gpu.index'] AS gpu, TimeBucket, {columns}
-        FROM {table} WHERE MetricName = 'gpu.utilization' GROUP BY gpu, TimeBucket ORDER BY gpu, TimeBucket"""
+        f"""SELECT Attributes['gpu.index'] AS gpu, {bucket} AS b, {columns}
+        FROM {table} WHERE MetricName = 'gpu.utilization' GROUP BY gpu, b ORDER BY gpu, b"""
     )
 
 
@@ -86,6 +86,8 @@ def test_plain_rollups_answer_as_raw_rows(clean_store: Store, base_ns: int) -> N
     _insert(clean_store, _rows(base_ns, range(0, 3 * 3600, 20), seed=3))
     for table in (ROLLUP_1M, ROLLUP_1H):
         _same(_rollup(clean_store, table), _raw(clean_store, table))
+    # hours from minute buckets: `last` across buckets goes by bucket, then by the time within one
+    _same(_rollup(clean_store, ROLLUP_1M, bucket="toStartOfHour(TimeBucket)"), _raw(clean_store, ROLLUP_1H))
     # after the engine merges every block's rows into one per series and bucket: the same answers
     for table in (ROLLUP_1M, ROLLUP_1H):
         clean_store.command(f"OPTIMIZE TABLE {table} FINAL")
