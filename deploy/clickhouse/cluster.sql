@@ -742,15 +742,15 @@ CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m_v2_local ON CLUSTER `vigil`
     ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
     Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
     TimeBucket DateTime CODEC(DoubleDelta, ZSTD(1)),
-    Sum SimpleAggregateFunction(sum, Float64) CODEC(ZSTD(15)),
+    Sum SimpleAggregateFunction(sum, Float64),
     Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1)),
-    Extremes SimpleAggregateFunction(minMap, Map(UInt8, Float64)) CODEC(ZSTD(15)),
-    Last SimpleAggregateFunction(max, Tuple(UInt64, Float64)) CODEC(ZSTD(15))
+    Extremes SimpleAggregateFunction(minMap, Map(UInt8, Float64)),
+    Last SimpleAggregateFunction(max, Tuple(UInt64, Float64))
 )
 ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1m_v2_local', '{replica}')
 PARTITION BY toYYYYMM(TimeBucket)
 ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
-TTL toDateTime(TimeBucket) + toIntervalDay(90)
+TTL toDateTime(TimeBucket) + toIntervalDay(90), toDateTime(TimeBucket) + toIntervalHour(2) RECOMPRESS CODEC(ZSTD(15))
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m_v2 ON CLUSTER `vigil` AS vigil_metrics_gauge_1m_v2_local
@@ -762,15 +762,15 @@ CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_v2_local ON CLUSTER `vigil`
     ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
     Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
     TimeBucket DateTime CODEC(DoubleDelta, ZSTD(1)),
-    Sum SimpleAggregateFunction(sum, Float64) CODEC(ZSTD(15)),
+    Sum SimpleAggregateFunction(sum, Float64),
     Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1)),
-    Extremes SimpleAggregateFunction(minMap, Map(UInt8, Float64)) CODEC(ZSTD(15)),
-    Last SimpleAggregateFunction(max, Tuple(UInt64, Float64)) CODEC(ZSTD(15))
+    Extremes SimpleAggregateFunction(minMap, Map(UInt8, Float64)),
+    Last SimpleAggregateFunction(max, Tuple(UInt64, Float64))
 )
 ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1h_v2_local', '{replica}')
 PARTITION BY toYYYYMM(TimeBucket)
 ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
-TTL toDateTime(TimeBucket) + toIntervalDay(730)
+TTL toDateTime(TimeBucket) + toIntervalDay(730), toDateTime(TimeBucket) + toIntervalHour(2) RECOMPRESS CODEC(ZSTD(15))
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_v2 ON CLUSTER `vigil` AS vigil_metrics_gauge_1h_v2_local

@@ -160,7 +160,12 @@ def test_codecs_change_and_the_exporter_columns_do_not(store: Store) -> None:
     assert "Gorilla" in columns[(GAUGE, "Value")][1]
     assert "ZSTD(3)" in columns[(GAUGE, "Attributes")][1]
     for rollup in (ROLLUP_1M, ROLLUP_1H):
-        assert "ZSTD(15)" in columns[(rollup, "Sum")][1]  # migration 13's plain columns
+        assert columns[(rollup, "Sum")][1] == ""  # migration 13: the default codec, recompressed at rest
+        ((engine_full,),) = store.query_rows(
+            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+            {"t": rollup},
+        )
+        assert "RECOMPRESS CODEC(ZSTD(15))" in engine_full
         assert "T64" in columns[(rollup, "Count")][1]
         assert "ZSTD(3)" in columns[(rollup, "ResourceAttributes")][1]
 

@@ -30,7 +30,14 @@ from vigil.store.columns import HISTOGRAM as HISTOGRAM
 from vigil.store.columns import SUM as SUM
 from vigil.store.columns import SUMMARY as SUMMARY
 from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES, m012_history_series
-from vigil.store.schema_rollups import OLD_ROLLUP_1H, OLD_ROLLUP_1M, ROLLUP_1H, ROLLUP_1M, plain_gauge_rollups
+from vigil.store.schema_rollups import (
+    OLD_ROLLUP_1H,
+    OLD_ROLLUP_1M,
+    ROLLUP_1H,
+    ROLLUP_1M,
+    plain_gauge_rollups,
+    rollup_ttl,
+)
 
 if TYPE_CHECKING:
     from vigil.settings import Settings
@@ -504,6 +511,8 @@ TTL_TABLES: dict[str, Callable[[SchemaContext], str]] = {
     ALERT_HISTORY: lambda ctx: _ttl_days("At", ctx.alert_history_days),
     GAUGE_SERIES: lambda ctx: _ttl_days("LastSeen", ctx.rollup_1h_ttl_days),
     ROLLUP_1H_SERIES: lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days),
+    ROLLUP_1M: lambda ctx: rollup_ttl(ctx.rollup_1m_ttl_days),
+    ROLLUP_1H: lambda ctx: rollup_ttl(ctx.rollup_1h_ttl_days),
 }
 
 
