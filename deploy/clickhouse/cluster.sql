@@ -751,7 +751,7 @@ ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/v
 PARTITION BY toYYYYMM(TimeBucket)
 ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
 TTL toDateTime(TimeBucket) + toIntervalDay(90), toDateTime(TimeBucket) + toIntervalHour(2) RECOMPRESS CODEC(ZSTD(15))
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, merge_with_recompression_ttl_timeout = 3600, non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m_v2 ON CLUSTER `vigil` AS vigil_metrics_gauge_1m_v2_local
 ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1m_v2_local, rand());
@@ -771,7 +771,7 @@ ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/v
 PARTITION BY toYYYYMM(TimeBucket)
 ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
 TTL toDateTime(TimeBucket) + toIntervalDay(730), toDateTime(TimeBucket) + toIntervalHour(2) RECOMPRESS CODEC(ZSTD(15))
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, merge_with_recompression_ttl_timeout = 3600, non_replicated_deduplication_window = 10000;
 
 CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_v2 ON CLUSTER `vigil` AS vigil_metrics_gauge_1h_v2_local
 ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1h_v2_local, rand());

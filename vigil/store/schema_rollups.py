@@ -113,7 +113,8 @@ def plain_gauge_rollups(ctx: SchemaContext, old_tables: list[str], dedup_window:
             partition_by="toYYYYMM(TimeBucket)",
             order_by=f"{_SERIES}, TimeBucket",
             ttl=rollup_ttl(days),
-            settings=f"index_granularity = 8192, ttl_only_drop_parts = 1, "
+            # recompress within the hour parts that no ordinary merge picks (the default waits 4 h)
+            settings=f"index_granularity = 8192, ttl_only_drop_parts = 1, merge_with_recompression_ttl_timeout = 3600, "
             f"non_replicated_deduplication_window = {dedup_window}",
         )
     statements += old_tables
