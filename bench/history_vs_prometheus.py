@@ -220,6 +220,23 @@ def wait_merged(url: str, quiet_s: float, limit_s: float) -> float:
     return round(time.monotonic() - started, 1)
 
 
+def wait_outdated_removed(url: str, limit_s: float) -> float:
+    """Wait until the store has deleted the parts that merges replaced (it keeps them about 8 minutes,
+    `old_parts_lifetime`), so the data directory holds what the store keeps; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        r = httpx.post(
+            f"{url}/api/v1/query",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"sql": "SELECT count() FROM system.parts WHERE NOT active"},
+            timeout=60,
+        )
+        if not r.json()["rows"][0][0]:
+            break
+        time.sleep(5)
+    return round(time.monotonic() - started, 1)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     end = int(time.time()) // 3600 * 3600
     spec = FleetSpec(args.gpus, args.teams, args.days, args.step, seed=args.seed, metrics=(METRIC,))
@@ -291,6 +308,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout=60,
         ).json()
         by_table = {t: int(n) for t, n in tables.get("rows", [])}
+        out["vigil_outdated_parts_wait_s"] = wait_outdated_removed(vigil.url, args.compaction_wait)
         out["vigil_bytes_per_sample"] = round(du(work / "vigil" / "clickhouse") / samples, 2)
         out["vigil_active_parts_bytes_per_sample"] = round(sum(by_table.values()) / samples, 2)
         out["vigil_raw_bytes_per_sample"] = round(by_table.get("otel_metrics_gauge", 0) / samples, 2)
