@@ -2,14 +2,19 @@
 
     python bench/history_vs_prometheus.py [--gpus 256] [--teams 4] [--days 30] [--step 60] [--runs 5]
     python bench/history_vs_prometheus.py --quick        # 32 GPUs, 2 days: a minute or two
+    python bench/history_vs_prometheus.py --raw-days 32  # Vigil keeps raw rows for the whole range
 
 The fleet (`vigil.backfill`, one seed) is `gpu.utilization` of GPUs on nodes of 8, teams of different
-sizes. Vigil is loaded with `vigil backfill` into a temporary data directory (raw rows kept for the
-whole range, as Prometheus keeps every sample) and serves `vigil up --no-workload --no-agent` on a free
-loopback port; Prometheus gets the same values from an OpenMetrics file through `promtool tsdb
-create-blocks-from openmetrics` (a file per day) and serves them on another loopback port, with a retention past the
-range. The script waits until Prometheus's compactor has stopped merging the backfilled 2-hour blocks,
-and until Vigil's store has stopped merging the backfilled parts.
+sizes. Vigil is loaded with `vigil backfill` into a temporary data directory and serves `vigil up
+--no-workload --no-agent` on a free loopback port, with its default retention: raw rows 14 days, the
+1-minute rollup 90 (until 2026-12-02 this script kept raw rows for the whole range instead; `--raw-days`
+still does). At the fleet's 60 s interval the 1-minute rollup keeps every sample (its value, and its
+time as nanoseconds into the minute), so with the defaults Vigil still holds all the data Prometheus
+holds, once; with raw rows for the whole range it holds every sample twice. Prometheus gets the
+same values from an OpenMetrics file through `promtool tsdb create-blocks-from openmetrics` (a file per
+day) and serves them on another loopback port, with a retention past the range. The script waits until
+Prometheus's compactor has stopped merging the backfilled 2-hour blocks, and until Vigil's store has
+stopped merging the backfilled parts.
 
 Questions over [start, end) (whole hours), asked through each system's HTTP API:
 - Q1 average utilization per team per hour: `GET /api/v1/utilization?group_by=team&step=3600` against
@@ -24,7 +29,9 @@ two-core machine the idle one's own work (Prometheus's garbage collection after 
 compactor, Vigil's rule evaluator) otherwise lands on the same cores and is timed as the asked one's
 latency; each system's own background work still runs while it is timed.
 The answers must agree within 1 %. Printed per system: the median of `--runs` runs after a warm-up,
-the ratio, peak memory (the server process's VmHWM), and disk bytes per sample (the data directory).
+the ratio, peak memory (the server process's VmHWM), and disk bytes per sample: the data directory
+(`du`, which counts parts a merge replaced until the store deletes them, minutes later), the active
+parts alone, and per table.
 A query Prometheus refuses (`query.max-samples`, 50 M by default) is reported as refused.
 """
 
@@ -230,15 +237,33 @@ def wait_merged(url: str, quiet_s: float, limit_s: float) -> float:
     return round(time.monotonic() - started, 1)
 
 
+def wait_outdated_removed(url: str, limit_s: float) -> float:
+    """Wait until the store has deleted the parts that merges replaced (it keeps them about 8 minutes,
+    `old_parts_lifetime`), so the data directory holds what the store keeps; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        r = httpx.post(
+            f"{url}/api/v1/query",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"sql": "SELECT count() FROM system.parts WHERE NOT active"},
+            timeout=60,
+        )
+        if not r.json()["rows"][0][0]:
+            break
+        time.sleep(5)
+    return round(time.monotonic() - started, 1)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     end = int(time.time()) // 3600 * 3600
     spec = FleetSpec(args.gpus, args.teams, args.days, args.step, seed=args.seed, metrics=(METRIC,))
     fleet = Fleet(spec, end)
     samples = fleet.samples
     work = Path(tempfile.mkdtemp(prefix="vigil-history-bench-"))
-    keep_days = str(math.ceil(args.days) + 2)
+    raw_ttl = {"VIGIL_RAW_TTL_DAYS": str(args.raw_days)} if args.raw_days else {}
     out: dict[str, Any] = {"gpus": args.gpus, "teams": args.teams, "days": args.days, "step": args.step}
     out["samples"] = samples
+    out["vigil_raw_ttl_days"] = args.raw_days or "default (14)"
     vigil = prom = None
     try:
         # -- Vigil: backfill, then serve
@@ -247,11 +272,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             [sys.executable, "-m", "vigil.cli", "backfill", "--gpus", str(args.gpus), "--teams", str(args.teams),
              "--days", str(args.days), "--step", str(args.step), "--seed", str(args.seed), "--metrics", METRIC,
              "--end", str(end), "--data", str(work / "vigil"), "--quiet", "--measure"],
-            cwd=ROOT, env={**os.environ, "VIGIL_RAW_TTL_DAYS": keep_days}, capture_output=True, text=True, check=True,
+            cwd=ROOT, env={**os.environ, **raw_ttl}, capture_output=True, text=True, check=True,
         )  # fmt: skip
         out["vigil_load_s"] = round(time.perf_counter() - started, 1)
         out["backfill"] = json.loads(fill.stdout.splitlines()[-1])
-        env = {"VIGIL_API_TOKENS": TOKEN, "VIGIL_RAW_TTL_DAYS": keep_days}
+        env = {"VIGIL_API_TOKENS": TOKEN, **raw_ttl}
         vigil = LocalVigil(work / "vigil", env=env).start(timeout=180)
         # -- Prometheus: the same values as OpenMetrics, blocks, then serve
         started = time.perf_counter()
@@ -304,9 +329,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timeout=60,
         ).json()
         by_table = {t: int(n) for t, n in tables.get("rows", [])}
+        out["vigil_outdated_parts_wait_s"] = wait_outdated_removed(vigil.url, args.compaction_wait)
         out["vigil_bytes_per_sample"] = round(du(work / "vigil" / "clickhouse") / samples, 2)
+        out["vigil_active_parts_bytes_per_sample"] = round(sum(by_table.values()) / samples, 2)
         out["vigil_raw_bytes_per_sample"] = round(by_table.get("otel_metrics_gauge", 0) / samples, 2)
-        out["vigil_rollup_bytes"] = {t: n for t, n in by_table.items() if t.startswith("vigil_metrics_gauge")}
+        out["vigil_table_bytes_per_sample"] = {
+            t: round(n / samples, 3) for t, n in sorted(by_table.items(), key=lambda kv: -kv[1]) if n
+        }
         out["prometheus_bytes_per_sample"] = round(du(tsdb) / samples, 2)
     finally:
         for server in (vigil, prom):
@@ -327,6 +356,9 @@ def main() -> int:
     parser.add_argument("--step", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--raw-days", type=int, default=0, help="Vigil's raw retention in days (default: Vigil's own, 14)"
+    )
     parser.add_argument("--compaction-wait", type=float, default=600, help="most seconds to wait for compaction")
     parser.add_argument("--quick", action="store_true", help="32 GPUs, 2 teams, 2 days: a short, bounded run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directories")

@@ -735,3 +735,130 @@ ALTER TABLE vigil_metrics_gauge_1h_local ON CLUSTER `vigil`
     MODIFY COLUMN ValueLast AggregateFunction(argMax, Float64, DateTime64(9)) CODEC(ZSTD(3)),
     MODIFY COLUMN Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1));
 
+-- 013 plain_gauge_rollups
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m_v2_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    TimeBucket DateTime CODEC(DoubleDelta, ZSTD(1)),
+    Sum SimpleAggregateFunction(sum, Float64),
+    Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1)),
+    Extremes SimpleAggregateFunction(minMap, Map(UInt8, Float64)),
+    Last SimpleAggregateFunction(max, Tuple(UInt64, Float64))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1m_v2_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(90), toDateTime(TimeBucket) + toIntervalHour(2) RECOMPRESS CODEC(ZSTD(15))
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, merge_with_recompression_ttl_timeout = 3600, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m_v2 ON CLUSTER `vigil` AS vigil_metrics_gauge_1m_v2_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1m_v2_local, rand());
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_v2_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    TimeBucket DateTime CODEC(DoubleDelta, ZSTD(1)),
+    Sum SimpleAggregateFunction(sum, Float64),
+    Count SimpleAggregateFunction(sum, UInt64) CODEC(T64, ZSTD(1)),
+    Extremes SimpleAggregateFunction(minMap, Map(UInt8, Float64)),
+    Last SimpleAggregateFunction(max, Tuple(UInt64, Float64))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1h_v2_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(730), toDateTime(TimeBucket) + toIntervalHour(2) RECOMPRESS CODEC(ZSTD(15))
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, merge_with_recompression_ttl_timeout = 3600, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_v2 ON CLUSTER `vigil` AS vigil_metrics_gauge_1h_v2_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1h_v2_local, rand());
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    ValueAvg AggregateFunction(avg, Float64),
+    ValueMin SimpleAggregateFunction(min, Float64),
+    ValueMax SimpleAggregateFunction(max, Float64),
+    ValueLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    Count SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1m_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(90)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1m ON CLUSTER `vigil` AS vigil_metrics_gauge_1m_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1m_local, rand());
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h_local ON CLUSTER `vigil`
+(MetricName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    TimeBucket DateTime CODEC(Delta, ZSTD(1)),
+    ValueAvg AggregateFunction(avg, Float64),
+    ValueMin SimpleAggregateFunction(min, Float64),
+    ValueMax SimpleAggregateFunction(max, Float64),
+    ValueLast AggregateFunction(argMax, Float64, DateTime64(9)),
+    Count SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/vigil_metrics_gauge_1h_local', '{replica}')
+PARTITION BY toYYYYMM(TimeBucket)
+ORDER BY (MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket)
+TTL toDateTime(TimeBucket) + toIntervalDay(730)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS vigil_metrics_gauge_1h ON CLUSTER `vigil` AS vigil_metrics_gauge_1h_local
+ENGINE = Distributed(`vigil`, currentDatabase(), vigil_metrics_gauge_1h_local, rand());
+
+INSERT INTO vigil_metrics_gauge_1m_v2
+SELECT MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket,
+    reinterpretAsFloat64(substring(CAST(ValueAvg, 'String'), 1, 8)) AS Sum, Count,
+    map(0, ValueMin, 1, -ValueMax) AS Extremes,
+    (toUInt64(reinterpretAsInt64(substring(CAST(ValueLast, 'String'), 11, 8)) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000),
+     finalizeAggregation(ValueLast)) AS Last
+FROM vigil_metrics_gauge_1m
+WHERE (SELECT count() FROM vigil_metrics_gauge_1m_v2) = 0;
+
+INSERT INTO vigil_metrics_gauge_1h_v2
+SELECT MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket,
+    reinterpretAsFloat64(substring(CAST(ValueAvg, 'String'), 1, 8)) AS Sum, Count,
+    map(0, ValueMin, 1, -ValueMax) AS Extremes,
+    (toUInt64(reinterpretAsInt64(substring(CAST(ValueLast, 'String'), 11, 8)) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000),
+     finalizeAggregation(ValueLast)) AS Last
+FROM vigil_metrics_gauge_1h
+WHERE (SELECT count() FROM vigil_metrics_gauge_1h_v2) = 0;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_1m_v2_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_1m_v2_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes, toDateTime(toStartOfMinute(TimeUnix)) AS TimeBucket,
+    sum(Value) AS Sum, toUInt64(count()) AS Count, map(0, min(Value), 1, -max(Value)) AS Extremes,
+    max((toUInt64(toUnixTimestamp64Nano(TimeUnix) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000), Value)) AS Last
+FROM otel_metrics_gauge_local
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_1h_v2_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_1h_v2_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes, toDateTime(toStartOfHour(TimeUnix)) AS TimeBucket,
+    sum(Value) AS Sum, toUInt64(count()) AS Count, map(0, min(Value), 1, -max(Value)) AS Extremes,
+    max((toUInt64(toUnixTimestamp64Nano(TimeUnix) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000), Value)) AS Last
+FROM otel_metrics_gauge_local
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
+
+DROP VIEW IF EXISTS vigil_metrics_gauge_1m_mv ON CLUSTER `vigil` SYNC;
+
+DROP TABLE IF EXISTS vigil_metrics_gauge_1m ON CLUSTER `vigil` SYNC;
+
+DROP TABLE IF EXISTS vigil_metrics_gauge_1m_local ON CLUSTER `vigil` SYNC;
+
+DROP VIEW IF EXISTS vigil_metrics_gauge_1h_mv ON CLUSTER `vigil` SYNC;
+
+DROP TABLE IF EXISTS vigil_metrics_gauge_1h ON CLUSTER `vigil` SYNC;
+
+DROP TABLE IF EXISTS vigil_metrics_gauge_1h_local ON CLUSTER `vigil` SYNC;
+

@@ -69,7 +69,7 @@ def test_rollups_equal_raw_per_team_per_hour(store: Store, written: b.Fleet) -> 
     )
     for table in (ROLLUP_1H, ROLLUP_1M):
         rolled = store.query_rows(
-            "SELECT ResourceAttributes['team'] AS team, toStartOfHour(TimeBucket) AS hour, avgMerge(ValueAvg), "
+            "SELECT ResourceAttributes['team'] AS team, toStartOfHour(TimeBucket) AS hour, sum(Sum) / sum(Count), "
             f"sum(Count) FROM {table} WHERE MetricName = 'gpu.utilization' GROUP BY team, hour ORDER BY team, hour"
         )
         assert len(rolled) == len(raw) == 3 * 24
@@ -149,7 +149,7 @@ def test_rows_past_the_raw_ttl_reach_the_rollups_and_leave_raw(tmp_path: Path) -
     sql = (
         "SELECT (SELECT count() FROM otel_metrics_gauge),"
         " (SELECT toUnixTimestamp(min(TimeUnix)) FROM otel_metrics_gauge),"
-        " (SELECT sum(Count) FROM vigil_metrics_gauge_1h), (SELECT sum(Count) FROM vigil_metrics_gauge_1m)"
+        " (SELECT sum(Count) FROM vigil_metrics_gauge_1h_v2), (SELECT sum(Count) FROM vigil_metrics_gauge_1m_v2)"
     )
     q = vigil("query", "--data", str(tmp_path), "--json", sql)
     assert q.returncode == 0, q.stderr

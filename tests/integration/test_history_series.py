@@ -17,8 +17,9 @@ from vigil.store import usage as u
 from vigil.store import usage_hourly as hourly
 from vigil.store.columns import flat_types
 from vigil.store.plan import Resolution
-from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M, SchemaContext
+from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M, SchemaContext, m003_gauge_rollups
 from vigil.store.schema_history import GAUGE_HISTORY, GAUGE_SERIES, ROLLUP_1H_SERIES, m012_history_series
+from vigil.store.schema_rollups import OLD_ROLLUP_1H
 
 MAP = {"gpu.uuid": "GPU-m0", "gpu.model": "H100"}
 
@@ -139,6 +140,14 @@ def test_the_migration_copies_the_hourly_rollup_once(loaded: tuple[Store, int]) 
     assert filled_by_views[0] and filled_by_views[1]
     copies = [s for s in m012_history_series(SchemaContext()) if s.startswith("INSERT")]
     assert len(copies) == 2
+    # migration 12 copies from migration 3's hourly rollup (migration 13 replaces it): that table, filled
+    # by its view's own SELECT
+    old_tables = [s for s in m003_gauge_rollups(SchemaContext()) if OLD_ROLLUP_1H in s]
+    (view,) = [s for s in old_tables if s.startswith("CREATE MATERIALIZED VIEW")]
+    for sql in old_tables:
+        if sql is not view:
+            store.command(sql)
+    store.command(f"INSERT INTO {OLD_ROLLUP_1H} {view.split(chr(10) + 'AS ', 1)[1]}")
     try:
         for table in GAUGE_HISTORY:  # an install from before migration 12: the rollup only
             store.command(f"TRUNCATE TABLE {table}")
@@ -153,12 +162,14 @@ def test_the_migration_copies_the_hourly_rollup_once(loaded: tuple[Store, int]) 
             store.command(f"TRUNCATE TABLE {table}")
         for sql in copies:
             store.command(sql)
+        store.command(f"DROP TABLE IF EXISTS {OLD_ROLLUP_1H} SYNC")
 
 
 def test_codecs_change_and_the_exporter_columns_do_not(store: Store) -> None:
     rows = store.query_rows(
         "SELECT table, name, type, compression_codec FROM system.columns WHERE database = currentDatabase() "
-        "AND table IN ('otel_metrics_gauge', 'vigil_metrics_gauge_1m', 'vigil_metrics_gauge_1h')"
+        "AND table IN {t:Array(String)}",
+        {"t": [GAUGE, ROLLUP_1M, ROLLUP_1H]},
     )
     columns = {(t, n): (type_, codec) for t, n, type_, codec in rows}
     assert {n: ty for (t, n), (ty, _) in columns.items() if t == GAUGE} == flat_types(GAUGE)
@@ -166,7 +177,12 @@ def test_codecs_change_and_the_exporter_columns_do_not(store: Store) -> None:
     assert "Gorilla" in columns[(GAUGE, "Value")][1]
     assert "ZSTD(3)" in columns[(GAUGE, "Attributes")][1]
     for rollup in (ROLLUP_1M, ROLLUP_1H):
-        assert "Gorilla" in columns[(rollup, "ValueMin")][1]
+        assert columns[(rollup, "Sum")][1] == ""  # migration 13: the default codec, recompressed at rest
+        ((engine_full,),) = store.query_rows(
+            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+            {"t": rollup},
+        )
+        assert "RECOMPRESS CODEC(ZSTD(15))" in engine_full
         assert "T64" in columns[(rollup, "Count")][1]
         assert "ZSTD(3)" in columns[(rollup, "ResourceAttributes")][1]
 

@@ -210,7 +210,7 @@ def fleet_history(store: Store) -> int:
     pytest.importorskip("vigil.store.usage")
     from vigil import backfill
 
-    for table in (GAUGE, "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h", *GAUGE_HISTORY):
+    for table in (GAUGE, "vigil_metrics_gauge_1m_v2", "vigil_metrics_gauge_1h_v2", *GAUGE_HISTORY):
         store.command(f"TRUNCATE TABLE {table}")
     end = int(time.time()) // 3600 * 3600
     spec = backfill.FleetSpec(gpus=16, teams=2, days=2, step=300, seed=5, metrics=("gpu.utilization",))

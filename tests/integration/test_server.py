@@ -74,7 +74,7 @@ def test_otel_sdk_exporter_round_trip(vigil_server: VigilServer) -> None:
     assert hist[:6] == [3, pytest.approx(3.9), 0.2, 3.0, True, 3]
     assert hist[6] == {"model": "tiny"}
     rollup = vigil_server.query(
-        "SELECT sum(Count), max(ValueMax) FROM vigil_metrics_gauge_1m WHERE MetricName = 'gpu.utilization'"
+        "SELECT sum(Count), -min(Extremes[1]) FROM vigil_metrics_gauge_1m_v2 WHERE MetricName = 'gpu.utilization'"
     )
     assert rollup == [[2, 87.5]]
 

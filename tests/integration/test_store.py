@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from vigil.store import Store
+from vigil.store.read import AGGREGATE_SQL
 from vigil.store.schema import (
     GAUGE,
     HISTOGRAM,
@@ -144,12 +145,13 @@ def test_cluster_rendering_is_replicated_distributed_on_cluster_and_parses(store
     local_tables = [s for s in creates if "_local ON CLUSTER" in s and "ENGINE = Replicated" in s]
     distributed = [s for s in creates if "ENGINE = Distributed(`gpu_fleet`" in s]
     assert (
-        len(local_tables) == len(distributed) == 22
-    )  # schema, 5 raw, 6 rollups, ledger, alerts, alert history, silences, nflog, incident events, 2 history series
+        len(local_tables) == len(distributed) == 26
+    )  # schema, 5 raw, 6 rollups, ledger, alerts, alert history, silences, nflog, incident events, 2 history series,
+    # and migration 13's two gauge rollups, with migration 3's again (re-created if gone, then dropped)
     assert all("'/clickhouse/tables/{shard}/{database}/" in s and "'{replica}'" in s for s in local_tables)
     assert any("ReplicatedAggregatingMergeTree" in s for s in local_tables)
     views = [s for s in creates if "MATERIALIZED VIEW" in s]
-    assert len(views) == 8
+    assert len(views) == 10
     sources = {ROLLUP_1M: GAUGE, ROLLUP_1H: GAUGE, SUM_ROLLUP_1M: SUM, SUM_ROLLUP_1H: SUM}
     sources |= {GAUGE_SERIES: GAUGE, ROLLUP_1H_SERIES: GAUGE}
     sources |= {HISTOGRAM_ROLLUP_1M: HISTOGRAM, HISTOGRAM_ROLLUP_1H: HISTOGRAM}
@@ -185,10 +187,10 @@ def test_rollups_agree_with_raw_data_per_minute_and_per_hour(clean_store: Store)
             ["MetricName", "ResourceAttributes", "Attributes", "TimeUnix", "Value"],
         )
 
+    rollup_columns = ", ".join(AGGREGATE_SQL[a][1] for a in ("avg", "min", "max", "last", "count"))
     for table, bucket in ((ROLLUP_1M, "toStartOfMinute"), (ROLLUP_1H, "toStartOfHour")):
         rollup = clean_store.query_rows(
-            f"""SELECT Attributes['gpu.index'] AS gpu, TimeBucket, avgMerge(ValueAvg), min(ValueMin), max(ValueMax),
-                   argMaxMerge(ValueLast), sum(Count)
+            f"""SELECT Attributes['gpu.index'] AS gpu, TimeBucket, {rollup_columns}
             FROM {table} WHERE MetricName = 'gpu.utilization' GROUP BY gpu, TimeBucket ORDER BY gpu, TimeBucket"""
         )
         raw = clean_store.query_rows(

@@ -16,6 +16,7 @@ from vigil.store.client import Store, StoreQueryError
 from vigil.store.columns import GAUGE, SUM
 from vigil.store.plan import QueryRejected, Resolution, SeriesPlan, plan_series
 from vigil.store.schema import SchemaContext
+from vigil.store.schema_rollups import ROLLUP_AVG, ROLLUP_COUNT, ROLLUP_LAST, ROLLUP_MAX, ROLLUP_MIN
 
 NONE_LABEL = "(none)"  # the group of series that lack a grouping attribute: kept, never dropped
 GPU_MIG_UUID = "gpu.mig.uuid"  # set by the agent on MIG instances, beside their parent's gpu.uuid
@@ -23,13 +24,13 @@ MAX_ROWS = 1_000_000  # per read; past it the store stops the query and the call
 MAX_LABELS = 16
 _LATEST_TABLES = (GAUGE, SUM)  # tables whose points have one `Value` to take the latest of
 
-# What each aggregate is over raw rows and over a rollup's mergeable states: the same answer.
+# What each aggregate is over raw rows and over a rollup's mergeable columns: the same answer.
 AGGREGATE_SQL: dict[str, tuple[str, str]] = {
-    "avg": ("avg(Value)", "avgMerge(ValueAvg)"),
-    "min": ("min(Value)", "min(ValueMin)"),
-    "max": ("max(Value)", "max(ValueMax)"),
-    "last": ("argMax(Value, TimeUnix)", "argMaxMerge(ValueLast)"),
-    "count": ("toFloat64(count())", "toFloat64(sum(Count))"),
+    "avg": ("avg(Value)", ROLLUP_AVG),
+    "min": ("min(Value)", ROLLUP_MIN),
+    "max": ("max(Value)", ROLLUP_MAX),
+    "last": ("argMax(Value, TimeUnix)", ROLLUP_LAST),
+    "count": ("toFloat64(count())", f"toFloat64({ROLLUP_COUNT})"),
 }
 AGGREGATES = tuple(AGGREGATE_SQL)
 

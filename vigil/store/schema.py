@@ -30,6 +30,14 @@ from vigil.store.columns import HISTOGRAM as HISTOGRAM
 from vigil.store.columns import SUM as SUM
 from vigil.store.columns import SUMMARY as SUMMARY
 from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES, m012_history_series
+from vigil.store.schema_rollups import (
+    OLD_ROLLUP_1H,
+    OLD_ROLLUP_1M,
+    ROLLUP_1H,
+    ROLLUP_1M,
+    plain_gauge_rollups,
+    rollup_ttl,
+)
 
 if TYPE_CHECKING:
     from vigil.settings import Settings
@@ -39,7 +47,6 @@ log = logging.getLogger(__name__)
 SCHEMA_TABLE = "vigil_schema_migrations"
 DEDUP_WINDOW = 10_000  # recent insert blocks whose dedup tokens/hashes a table remembers
 
-ROLLUP_1M, ROLLUP_1H = "vigil_metrics_gauge_1m", "vigil_metrics_gauge_1h"
 SUM_ROLLUP_1M, SUM_ROLLUP_1H = "vigil_metrics_sum_1m", "vigil_metrics_sum_1h"
 HISTOGRAM_ROLLUP_1M, HISTOGRAM_ROLLUP_1H = "vigil_metrics_histogram_1m", "vigil_metrics_histogram_1h"
 ROLLUPS_1M = (ROLLUP_1M, SUM_ROLLUP_1M, HISTOGRAM_ROLLUP_1M)
@@ -203,9 +210,10 @@ GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket"""
 
 
 def m003_gauge_rollups(ctx: SchemaContext) -> list[str]:
+    # Replaced by migration 13's tables of plain columns, which copies and then drops these.
     return [
-        *_rollup(ctx, ROLLUP_1M, "toStartOfMinute", ctx.rollup_1m_ttl_days),
-        *_rollup(ctx, ROLLUP_1H, "toStartOfHour", ctx.rollup_1h_ttl_days),
+        *_rollup(ctx, OLD_ROLLUP_1M, "toStartOfMinute", ctx.rollup_1m_ttl_days),
+        *_rollup(ctx, OLD_ROLLUP_1H, "toStartOfHour", ctx.rollup_1h_ttl_days),
     ]
 
 
@@ -466,6 +474,11 @@ def m011_incident_events(ctx: SchemaContext) -> list[str]:
     )
 
 
+def m013_plain_gauge_rollups(ctx: SchemaContext) -> list[str]:
+    old_tables = [sql for sql in m003_gauge_rollups(ctx) if not sql.startswith("CREATE MATERIALIZED VIEW")]
+    return plain_gauge_rollups(ctx, old_tables, DEDUP_WINDOW)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -486,6 +499,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "runbook_runs_and_events", m010_runbook_audit),
     Migration(11, "incident_events", m011_incident_events),
     Migration(12, "history_series_and_codecs", m012_history_series),
+    Migration(13, "plain_gauge_rollups", m013_plain_gauge_rollups),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.
@@ -497,6 +511,8 @@ TTL_TABLES: dict[str, Callable[[SchemaContext], str]] = {
     ALERT_HISTORY: lambda ctx: _ttl_days("At", ctx.alert_history_days),
     GAUGE_SERIES: lambda ctx: _ttl_days("LastSeen", ctx.rollup_1h_ttl_days),
     ROLLUP_1H_SERIES: lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days),
+    ROLLUP_1M: lambda ctx: rollup_ttl(ctx.rollup_1m_ttl_days),
+    ROLLUP_1H: lambda ctx: rollup_ttl(ctx.rollup_1h_ttl_days),
 }
 
 

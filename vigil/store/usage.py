@@ -161,7 +161,7 @@ def _aggregates(p: SeriesPlan) -> tuple[str, str]:
     """The mean and the sample count of the rows grouped, over raw rows or a rollup's states."""
     if p.source is Resolution.RAW:
         return "avg(Value)", "count()"
-    return "avgMerge(ValueAvg)", "sum(Count)"
+    return "sum(Sum) / sum(Count)", "sum(Count)"
 
 
 _GROUP = (
