@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -214,6 +214,10 @@ class Pipeline:
             external_url=self.config.external_url,
             now=flush.now,
         )
+        if config.kind == "alertmanager":
+            # a group flushes only every group_interval, so a re-send comes no sooner than that: endsAt
+            # must reach past the later of the two, or Alertmanager resolves the alert between flushes
+            config = replace(config, resend_interval_s=max(config.resend_interval_s, flush.route.group_interval_s))
         request = RENDERERS[config.kind](config, notification)
         return Outgoing(notification, request, new_entry, time.monotonic())
 

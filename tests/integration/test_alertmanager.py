@@ -94,7 +94,8 @@ def test_alertmanager_holds_vigils_alert_while_it_fires_and_ends_it_on_resolve(
 ) -> None:
     config = tmp_path / "alerting.yaml"
     config.write_text(
-        "route: {receiver: am}\n"
+        # re-sent at the route's group interval (a group flushes no more often); 1 s, under the resend
+        "route: {receiver: am, group_interval: 1s}\n"
         "receivers:\n"
         "  - name: am\n"
         f"    alertmanager_configs: [{{url: '{alertmanager.url}', resend_interval: {RESEND_S}s}}]\n"

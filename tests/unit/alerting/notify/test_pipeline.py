@@ -9,10 +9,18 @@ from alerting.notify.send import Outgoing
 from tests.unit.alerting.notify.helpers import alert
 
 
-def pipeline(send_resolved: bool = True, kind: str = "webhook", **extra: object) -> tuple[Pipeline, list[Outgoing]]:
+def pipeline(
+    send_resolved: bool = True, kind: str = "webhook", resend_s: float = 60.0, **extra: object
+) -> tuple[Pipeline, list[Outgoing]]:
     route = RouteConfig(receiver="r", group_by=("alertname",), group_wait_s=1, group_interval_s=5,
                         repeat_interval_s=3600)  # fmt: skip
-    hook = IntegrationConfig(kind=kind, url="http://127.0.0.1:9/hook", send_resolved=send_resolved, routing_key="k")
+    hook = IntegrationConfig(
+        kind=kind,
+        url="http://127.0.0.1:9/hook",
+        send_resolved=send_resolved,
+        routing_key="k",
+        resend_interval_s=resend_s,
+    )
     config = AlertingConfig(route=route, receivers={"r": ReceiverConfig("r", (hook,))}, **extra)  # type: ignore[arg-type]
     p = Pipeline(config, None, None, clock=lambda: 0.0)
     sent: list[Outgoing] = []
@@ -101,6 +109,19 @@ def test_alertmanager_forward_is_resent_while_firing() -> None:
     assert len(sent) == 2  # at 101, then once resend_interval (60 s) passed
     assert sent[0].request.url.endswith("/api/v2/alerts")
     assert body(sent[0])[0]["endsAt"] > body(sent[0])[0]["startsAt"]
+
+
+def test_alertmanager_ends_at_outlasts_the_groups_flushes() -> None:
+    """A group flushes only every group_interval: with a resend shorter than that, endsAt must still
+    reach past the next flush, or Alertmanager resolves the alert between two re-sends."""
+    from datetime import datetime
+
+    p, sent = pipeline(kind="alertmanager", resend_s=1.0)
+    p.notify([alert(gpu="0", at=100.0)], 100.0)
+    p.tick(101.0)
+    (out,) = sent
+    ends = datetime.fromisoformat(body(out)[0]["endsAt"].replace("Z", "+00:00")).timestamp()
+    assert ends - out.notification.now >= 4 * 5  # four of the route's 5 s group intervals, not four 1 s resends
 
 
 def test_alertmanager_forward_sends_prometheus_label_names() -> None:
