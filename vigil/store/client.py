@@ -296,7 +296,7 @@ def _typed_query_error(exc: BaseException, limits: ReadLimits) -> StoreQueryErro
     if code == _TIMEOUT_CODE:
         return QueryTimedOut(
             f"the query ran past {limits.timeout_s:g} s (VIGIL_QUERY_TIMEOUT_S) and was stopped: "
-            "read a rollup (vigil_metrics_gauge_1h) or narrow the range"
+            "read a rollup (vigil_metrics_gauge_1h_v2) or narrow the range"
         )
     return StoreQueryError(message)
 
