@@ -37,7 +37,12 @@ class Settings(BaseSettings):
         description="Bearer token for the workload's `/control` API. `vigil up` makes one per run when empty; "
         "`vigil workload` without one listens on loopback only.",
     )
-    raw_ttl_days: int = Field(14, ge=1, description="Days raw metric rows are kept.")
+    raw_ttl_days: int = Field(
+        14,
+        ge=1,
+        description="Days raw metric rows are kept (a gauge point a minute or more after its series' previous "
+        "one is its own 1-minute row and is kept as long as the 1-minute rollups).",
+    )
     rollup_1m_ttl_days: int = Field(90, ge=1, description="Days 1-minute rollups are kept.")
     rollup_1h_ttl_days: int = Field(730, ge=1, description="Days 1-hour rollups are kept.")
     batch_rows: int = Field(50_000, ge=1, description="Rows that trigger an insert.")

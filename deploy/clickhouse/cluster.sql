@@ -862,3 +862,36 @@ DROP TABLE IF EXISTS vigil_metrics_gauge_1h ON CLUSTER `vigil` SYNC;
 
 DROP TABLE IF EXISTS vigil_metrics_gauge_1h_local ON CLUSTER `vigil` SYNC;
 
+-- 014 own_minute_rows
+ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil` ADD COLUMN IF NOT EXISTS IntervalSeconds UInt32 CODEC(T64, ZSTD(1));
+
+ALTER TABLE otel_metrics_gauge ON CLUSTER `vigil` ADD COLUMN IF NOT EXISTS IntervalSeconds UInt32 CODEC(T64, ZSTD(1));
+
+ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil` ADD INDEX IF NOT EXISTS idx_interval IntervalSeconds TYPE minmax GRANULARITY 1;
+
+ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil` MODIFY SETTING ttl_only_drop_parts = 0;
+
+ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil` MODIFY TTL toDateTime(TimeUnix) + toIntervalDay(if(IntervalSeconds >= 60, 90, 14));
+
+DROP VIEW IF EXISTS vigil_metrics_gauge_1m_v2_mv ON CLUSTER `vigil` SYNC;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vigil_metrics_gauge_1m_v2_mv ON CLUSTER `vigil` TO vigil_metrics_gauge_1m_v2_local
+AS SELECT MetricName, ServiceName, ResourceAttributes, Attributes, toDateTime(toStartOfMinute(TimeUnix)) AS TimeBucket,
+    sum(Value) AS Sum, toUInt64(count()) AS Count, map(0, min(Value), 1, -max(Value)) AS Extremes,
+    max((toUInt64(toUnixTimestamp64Nano(TimeUnix) - toInt64(toUnixTimestamp(TimeBucket)) * 1000000000), Value)) AS Last
+FROM otel_metrics_gauge_local
+WHERE IntervalSeconds < 60
+GROUP BY MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket;
+
+CREATE VIEW IF NOT EXISTS vigil_metrics_gauge_minutes ON CLUSTER `vigil` AS
+SELECT MetricName, ServiceName, ResourceAttributes, Attributes, TimeBucket, Sum, Count, Extremes, Last
+FROM vigil_metrics_gauge_1m_v2
+UNION ALL
+SELECT MetricName, ServiceName, ResourceAttributes, Attributes,
+    toDateTime(toStartOfMinute(TimeUnix)) AS TimeBucket, Value AS Sum, toUInt64(1) AS Count,
+    map(toUInt8(0), Value, toUInt8(1), -Value) AS Extremes,
+    (toUInt64(toUnixTimestamp64Nano(TimeUnix) - toInt64(toUnixTimestamp(toStartOfMinute(TimeUnix))) * 1000000000),
+     Value) AS Last
+FROM otel_metrics_gauge
+WHERE IntervalSeconds >= 60;
+

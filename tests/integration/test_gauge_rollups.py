@@ -13,6 +13,7 @@ import pytest
 from vigil.store import Store
 from vigil.store.read import AGGREGATE_SQL
 from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M, SchemaContext, m003_gauge_rollups, m013_plain_gauge_rollups
+from vigil.store.schema_minutes import own_minute_rows
 from vigil.store.schema_rollups import OLD_ROLLUP_1H, OLD_ROLLUP_1M
 
 AGGREGATES = ("avg", "min", "max", "last", "count")
@@ -137,6 +138,6 @@ def test_an_install_with_state_rollups_migrates_keeping_its_history(clean_store:
             assert store.query_rows(f"SELECT count(), sum(Count) FROM {table}") == rows[table]
             _same(_rollup(store, table), _raw(store, table))
     finally:  # leave the session's store as `migrate` makes it
-        for sql in m013_plain_gauge_rollups(ctx):
+        for sql in [*m013_plain_gauge_rollups(ctx), *own_minute_rows(ctx)]:
             store.command(sql)
         _truncate(store, ROLLUP_1M, ROLLUP_1H)

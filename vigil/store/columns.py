@@ -46,6 +46,7 @@ class Column:
     tables: tuple[str, ...] = METRIC_TABLES
     codec: str = "ZSTD(1)"
     fields: tuple[tuple[str, str], ...] = ()
+    migration: int = 2  # the schema migration that adds it (2 creates the tables)
 
     def ddl(self) -> str:
         if not self.fields:
@@ -112,7 +113,12 @@ EXPORTER_COLUMNS: tuple[Column, ...] = (
     Column("Max", "Float64", _P, _HISTOGRAMS),
     Column("AggregationTemporality", "Int32", _M, (SUM, HISTOGRAM, EXP_HISTOGRAM)),
     Column("IsMonotonic", "Bool", _M, (SUM,), codec=_TIME),
+    # Vigil's own, not the exporter's: seconds since the series' previous point as its writer saw it,
+    # 0 when unknown (another writer leaves it 0). A point 60 s or more after its predecessor is alone in
+    # its minute, so it is its own 1-minute rollup row (migration 14, `vigil.store.schema_minutes`).
+    Column("IntervalSeconds", "UInt32", _P, (GAUGE,), codec="T64, ZSTD(1)", migration=14),
 )
+INTERVAL = "IntervalSeconds"
 
 
 def table_columns(table: str) -> tuple[Column, ...]:

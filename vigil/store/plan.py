@@ -14,7 +14,7 @@ from math import ceil
 
 from vigil.store.client import StoreError
 from vigil.store.columns import GAUGE
-from vigil.store.schema import ROLLUP_1H, ROLLUP_1M, SchemaContext
+from vigil.store.schema import MINUTES, ROLLUP_1H, SchemaContext
 
 DAY = 86_400
 MAX_POINTS = 11_000  # per series; Prometheus refuses a range query past the same figure
@@ -35,8 +35,9 @@ class Resolution(StrEnum):
 
     @property
     def table(self) -> str:
-        """Gauge rows at this resolution; the only identifiers a series read puts into SQL."""
-        return {"raw": GAUGE, "1m": ROLLUP_1M, "1h": ROLLUP_1H}[self.value]
+        """Gauge rows at this resolution; the only identifiers a series read puts into SQL. Minutes are
+        the rollup's rows and the raw points that are their own minute row (`schema_minutes`)."""
+        return {"raw": GAUGE, "1m": MINUTES, "1h": ROLLUP_1H}[self.value]
 
     def ttl_days(self, ctx: SchemaContext) -> int:
         return {"raw": ctx.raw_ttl_days, "1m": ctx.rollup_1m_ttl_days, "1h": ctx.rollup_1h_ttl_days}[self.value]

@@ -30,6 +30,8 @@ from vigil.store.columns import HISTOGRAM as HISTOGRAM
 from vigil.store.columns import SUM as SUM
 from vigil.store.columns import SUMMARY as SUMMARY
 from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES, m012_history_series
+from vigil.store.schema_minutes import MINUTES as MINUTES
+from vigil.store.schema_minutes import own_minute_rows, raw_gauge_ttl
 from vigil.store.schema_rollups import (
     OLD_ROLLUP_1H,
     OLD_ROLLUP_1M,
@@ -144,7 +146,9 @@ def _ttl_days(column: str, days: int) -> str:
 
 
 def _raw_metric_table(ctx: SchemaContext, table: str) -> list[str]:
-    body = "".join(f"\n    {column.ddl()}," for column in table_columns(table)) + INDEXES
+    # columns a later migration adds are left to it, so this one renders the same for every install
+    columns = (c for c in table_columns(table) if c.migration == 2)
+    body = "".join(f"\n    {column.ddl()}," for column in columns) + INDEXES
     return ctx.table(
         table,
         body,
@@ -500,11 +504,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "incident_events", m011_incident_events),
     Migration(12, "history_series_and_codecs", m012_history_series),
     Migration(13, "plain_gauge_rollups", m013_plain_gauge_rollups),
+    Migration(14, "own_minute_rows", own_minute_rows),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.
 TTL_TABLES: dict[str, Callable[[SchemaContext], str]] = {
     **{t: (lambda ctx: _ttl_days("TimeUnix", ctx.raw_ttl_days)) for t in METRIC_TABLES},
+    GAUGE: lambda ctx: raw_gauge_ttl(ctx.raw_ttl_days, ctx.rollup_1m_ttl_days),
     **{t: (lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1m_ttl_days)) for t in ROLLUPS_1M},
     **{t: (lambda ctx: _ttl_days("TimeBucket", ctx.rollup_1h_ttl_days)) for t in ROLLUPS_1H},
     INGEST_LEDGER: lambda ctx: f"toDateTime(CommittedAt) + toIntervalHour({ctx.idempotency_window_hours})",

@@ -75,11 +75,12 @@ _COPY = f"""SELECT {_SERIES}, TimeBucket,
      finalizeAggregation(ValueLast)) AS Last"""
 
 
-def _view_select(ctx: SchemaContext, bucket_fn: str) -> str:
+def view_select(ctx: SchemaContext, bucket_fn: str, where: str = "") -> str:
+    """The rollup view's SELECT over each inserted block; `where` keeps only some of its rows."""
     return f"""SELECT {_SERIES}, toDateTime({bucket_fn}(TimeUnix)) AS TimeBucket,
     sum(Value) AS Sum, toUInt64(count()) AS Count, map(0, min(Value), 1, -max(Value)) AS Extremes,
     max((toUInt64(toUnixTimestamp64Nano(TimeUnix) - {_BUCKET_NS}), Value)) AS Last
-FROM {ctx.storage_name(GAUGE)}
+FROM {ctx.storage_name(GAUGE)}{f"{chr(10)}WHERE {where}" if where else ""}
 GROUP BY {_SERIES}, TimeBucket"""
 
 
@@ -124,7 +125,7 @@ def plain_gauge_rollups(ctx: SchemaContext, old_tables: list[str], dedup_window:
         for table, old, _bucket, _days in plan
     ]
     for table, _old, bucket, _days in plan:
-        statements += ctx.materialized_view(f"{table}_mv", table, _view_select(ctx, bucket))
+        statements += ctx.materialized_view(f"{table}_mv", table, view_select(ctx, bucket))
     for _table, old, _bucket, _days in plan:
         statements += _drop(ctx, "VIEW", f"{old}_mv")
         statements += _drop(ctx, "TABLE", old)

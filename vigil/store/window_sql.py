@@ -23,8 +23,8 @@ from vigil.store.read import AGGREGATE_SQL, NONE_LABEL
 from vigil.store.schema import (
     HISTOGRAM_ROLLUP_1H,
     HISTOGRAM_ROLLUP_1M,
+    MINUTES,
     ROLLUP_1H,
-    ROLLUP_1M,
     SUM_ROLLUP_1H,
     SUM_ROLLUP_1M,
     SchemaContext,
@@ -32,7 +32,7 @@ from vigil.store.schema import (
 from vigil.store.window import FUNCTIONS_BY_KIND, Matcher, WindowQuery
 
 TABLES: dict[str, dict[Resolution, str]] = {
-    "gauge": {Resolution.RAW: GAUGE, Resolution.MINUTE: ROLLUP_1M, Resolution.HOUR: ROLLUP_1H},
+    "gauge": {Resolution.RAW: GAUGE, Resolution.MINUTE: MINUTES, Resolution.HOUR: ROLLUP_1H},
     "sum": {Resolution.RAW: SUM, Resolution.MINUTE: SUM_ROLLUP_1M, Resolution.HOUR: SUM_ROLLUP_1H},
     "histogram": {
         Resolution.RAW: HISTOGRAM,

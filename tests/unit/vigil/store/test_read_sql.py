@@ -4,7 +4,7 @@ import pytest
 
 from vigil.store.plan import QueryRejected, Resolution, SeriesPlan
 from vigil.store.read import AGGREGATES, SeriesQuery, latest_sql, series_sql
-from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M, SUM
+from vigil.store.schema import GAUGE, MINUTES, ROLLUP_1H, SUM
 
 NASTY = "a'] OR 1=1) --; DROP TABLE otel_metrics_gauge"
 
@@ -25,7 +25,7 @@ def test_series_sql_binds_every_user_value(source: Resolution, aggregate: str) -
 def test_each_source_reads_its_own_table() -> None:
     tables = {r: series_sql(SeriesQuery("m", 0, 60, 60), SeriesPlan(r, 60, 0, 60))[0] for r in Resolution}
     assert f"FROM {GAUGE}\n" in tables[Resolution.RAW]
-    assert f"FROM {ROLLUP_1M}\n" in tables[Resolution.MINUTE]
+    assert f"FROM {MINUTES}\n" in tables[Resolution.MINUTE]  # the rollup and the points that are their own minute
     assert f"FROM {ROLLUP_1H}\n" in tables[Resolution.HOUR]
 
 
