@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from collector.attributes import AttributeCache, any_value, attribute_pairs
+from collector.intervals import SeriesIntervals
 from collector.limits import MAX_TIMESTAMP_NS, Limits, SeriesLimiter
 from collector.points import (
     APPEND,
@@ -33,7 +34,7 @@ from collector.points import (
     TIMESTAMP,
     PointChecks,
 )
-from vigil.store.columns import METRIC_TABLES, Role, flat_names
+from vigil.store.columns import INTERVAL, METRIC_TABLES, Role, flat_names
 from vigil.store.schema import EXP_HISTOGRAM, GAUGE, HISTOGRAM, SUM, SUMMARY
 
 FLAG_NO_RECORDED_VALUE = 1
@@ -141,7 +142,7 @@ class Conversion:
 
 
 class Converter:
-    """Holds the limits and the per-process state (attribute cache, series limiter)."""
+    """Holds the limits and the per-process state (attribute cache, series limiter, gauge intervals)."""
 
     def __init__(self, limits: Limits, limiter: SeriesLimiter | None = None) -> None:
         self.limits = limits
@@ -150,6 +151,7 @@ class Converter:
             limits.max_series_per_metric, limits.max_metric_names, limits.max_series_total
         )
         self.checks = PointChecks(limits)
+        self.intervals = SeriesIntervals(limits.interval_cache_bytes)
 
     def convert(self, request: ExportMetricsServiceRequest, now_ns: int) -> Conversion:
         out = Conversion()
@@ -238,6 +240,8 @@ class Converter:
         admit = self.limiter.admit
         numeric = kind in ("gauge", "sum")
         value_col = p["Value"] if numeric else None
+        interval_col = p[INTERVAL] if kind == "gauge" else None
+        gap = self.intervals.gap_s
         validate, append = self.checks.validator(kind), APPEND[kind]
         exemplar_reason = self.checks.exemplars
         with_exemplars = kind != "summary"
@@ -279,7 +283,8 @@ class Converter:
             if attrs is None:
                 rejected[ATTRIBUTE_LIMIT] += 1
                 continue
-            if not admit(metric, series_prefix ^ attrs[1]):
+            series = series_prefix ^ attrs[1]
+            if not admit(metric, series):
                 rejected[SERIES_LIMIT] += 1
                 out.series_refused[metric] += 1
                 continue
@@ -289,6 +294,8 @@ class Converter:
             flags_col.append(flags)
             if numeric:
                 value_col.append(value)  # type: ignore[union-attr]
+                if interval_col is not None:
+                    interval_col.append(gap(series, t))
             else:
                 append(dp, p)
             if exemplars:

@@ -30,6 +30,7 @@ class Limits:
     max_metric_names: int = 10_000
     max_series_total: int = 1_000_000
     attribute_cache_bytes: int = 32 * 1024 * 1024
+    interval_cache_bytes: int = 16 * 1024 * 1024  # each gauge series' last time (`collector.intervals`)
 
 
 class SeriesLimiter:
