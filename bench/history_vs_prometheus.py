@@ -2,15 +2,15 @@
 
     python bench/history_vs_prometheus.py [--gpus 256] [--teams 4] [--days 30] [--step 60] [--runs 5]
     python bench/history_vs_prometheus.py --quick        # 32 GPUs, 2 days: a minute or two
-    python bench/history_vs_prometheus.py --raw-days 32  # Vigil keeps raw rows for the whole range
+    python bench/history_vs_prometheus.py --raw-days 32  # Vigil keeps raw rows 32 days (VIGIL_RAW_TTL_DAYS)
 
 The fleet (`vigil.backfill`, one seed) is `gpu.utilization` of GPUs on nodes of 8, teams of different
 sizes. Vigil is loaded with `vigil backfill` into a temporary data directory and serves `vigil up
 --no-workload --no-agent` on a free loopback port, with its default retention: raw rows 14 days, the
-1-minute rollup 90 (until 2026-12-02 this script kept raw rows for the whole range instead; `--raw-days`
-still does). At the fleet's 60 s interval the 1-minute rollup keeps every sample (its value, and its
-time as nanoseconds into the minute), so with the defaults Vigil still holds all the data Prometheus
-holds, once; with raw rows for the whole range it holds every sample twice. Prometheus gets the
+1-minute rollup 90, the hourly ones 730. At the fleet's 60 s interval each point is alone in its
+minute, so it is its own minute row (migration 14): kept once, in the raw table, for the minute
+rollup's 90 days, and so Vigil holds every sample Prometheus holds, once, plus its hourly tables.
+`--raw-days` sets the raw retention (`VIGIL_RAW_TTL_DAYS`). Prometheus gets the
 same values from an OpenMetrics file through `promtool tsdb create-blocks-from openmetrics` (a file per
 day) and serves them on another loopback port, with a retention past the range. The script waits until
 Prometheus's compactor has stopped merging the backfilled 2-hour blocks, and until Vigil's store has

@@ -3,7 +3,9 @@
 The points are older than the collector accepts (`VIGIL_MAX_POINT_AGE_HOURS`), so they go through
 `Store.insert_arrow`, the collector writer's own call, and reach the 1-minute and 1-hour rollups
 through the same materialized views as live data; rows past the raw TTL then leave the raw table
-by its TTL, as live rows would.
+by its TTL, as live rows would. Each point carries the step as its `IntervalSeconds`, as the
+collector records a series' interval: at a step of a minute or more a point is its own 1-minute
+row, kept in the raw table rather than copied into the rollup (`vigil.store.schema_minutes`).
 
 The fleet (deterministic for a seed, so the Prometheus benchmark can load the very same values):
 - 8 GPUs per node; nodes spread over clusters round-robin; whole nodes per team, teams of Zipf
@@ -32,7 +34,7 @@ import pyarrow as pa
 
 from vigil import names as n
 from vigil.store import Store
-from vigil.store.columns import GAUGE, arrow_types
+from vigil.store.columns import GAUGE, INTERVAL, arrow_types
 from vigil.store.schema import ROLLUP_1H
 from vigil.store.schema_history import GAUGE_HISTORY
 
@@ -249,6 +251,8 @@ class ArrowBuilder:
         value = np.concatenate([values[name].T.ravel() for name in spec.metrics])
         zeros = pa.array(np.zeros(g * k * m, dtype=np.int32))
         metric_index = pa.array(metric)
+        # every point is `step` after its series' previous one: at a minute or more, its own minute row
+        interval = pa.array(np.full(g * k * m, spec.step, dtype=np.uint32))
         # Constant strings as dictionaries: no copy per row, and the engine reads them into String.
         return pa.Table.from_arrays(
             [
@@ -261,6 +265,7 @@ class ArrowBuilder:
                 self.attributes.take(gpu),
                 times,
                 pa.array(value, type=pa.float64()),
+                interval,
             ],
             names=[
                 "ResourceAttributes",
@@ -272,6 +277,7 @@ class ArrowBuilder:
                 "Attributes",
                 "TimeUnix",
                 "Value",
+                INTERVAL,
             ],
         )
 

@@ -15,7 +15,7 @@ from vigil import backfill as b
 from vigil.pidlock import PidLock
 from vigil.store import Store
 from vigil.store.columns import GAUGE
-from vigil.store.schema import ROLLUP_1H, ROLLUP_1M
+from vigil.store.schema import MINUTES, ROLLUP_1H, ROLLUP_1M
 from vigil.store.schema_history import GAUGE_HISTORY
 
 GPUS, STEP = 32, 240  # 4 nodes: teams of 2, 1 and 1 nodes
@@ -67,7 +67,10 @@ def test_rollups_equal_raw_per_team_per_hour(store: Store, written: b.Fleet) -> 
         f"SELECT {group}, avg(Value), count() FROM {GAUGE} WHERE MetricName = 'gpu.utilization' "
         "GROUP BY team, hour ORDER BY team, hour"
     )
-    for table in (ROLLUP_1H, ROLLUP_1M):
+    # at a 240 s step every point is its own minute row: none reached the minute rollup's table, and
+    # the minutes every read uses (the rollup and those points) still hold each one
+    assert store.query_rows(f"SELECT count() FROM {ROLLUP_1M}") == [(0,)]
+    for table in (ROLLUP_1H, MINUTES):
         rolled = store.query_rows(
             "SELECT ResourceAttributes['team'] AS team, toStartOfHour(TimeBucket) AS hour, sum(Sum) / sum(Count), "
             f"sum(Count) FROM {table} WHERE MetricName = 'gpu.utilization' GROUP BY team, hour ORDER BY team, hour"
@@ -134,31 +137,52 @@ def vigil(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     )
 
 
-def test_rows_past_the_raw_ttl_reach_the_rollups_and_leave_raw(tmp_path: Path) -> None:
-    """Observed in chdb (ClickHouse 26.9): with `ttl_only_drop_parts = 1` the insert itself writes
-    the daily parts whose every row is past the TTL as empty parts, so raw rows older than the TTL's
-    day are gone at once (live rows would go at a later merge); the day the TTL cuts through is kept
-    whole until its last row expires. The views saw every row first: the rollups hold all of them."""
-    out = vigil(
-        "backfill", "--gpus", "8", "--teams", "1", "--days", "3", "--step", "300", "--metrics", "gpu.utilization",
-        "--data", str(tmp_path), "--quiet", env={"VIGIL_RAW_TTL_DAYS": "1"},
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    summary = json.loads(out.stdout.splitlines()[-1])
-    assert summary["rows"] == 8 * 864
+def _counts(data: Path) -> tuple[int, int, int, int, int]:
+    """Raw rows, the oldest raw time, and the samples in the hourly rollup, the minute rollup and the minutes."""
     sql = (
         "SELECT (SELECT count() FROM otel_metrics_gauge),"
         " (SELECT toUnixTimestamp(min(TimeUnix)) FROM otel_metrics_gauge),"
-        " (SELECT sum(Count) FROM vigil_metrics_gauge_1h_v2), (SELECT sum(Count) FROM vigil_metrics_gauge_1m_v2)"
+        " (SELECT sum(Count) FROM vigil_metrics_gauge_1h_v2), (SELECT sum(Count) FROM vigil_metrics_gauge_1m_v2),"
+        " (SELECT sum(Count) FROM vigil_metrics_gauge_minutes)"
     )
-    q = vigil("query", "--data", str(tmp_path), "--json", sql)
+    q = vigil("query", "--data", str(data), "--json", sql)
     assert q.returncode == 0, q.stderr
-    [[raw, oldest, hourly, minutely]] = json.loads(q.stdout)
-    assert hourly == minutely == 8 * 864
-    assert 0 < raw < 8 * 864
-    assert raw == 8 * ((summary["end"] - oldest) // 300)  # whole days kept, every row from the oldest on
-    cutoff_day = (time.time() - 86_400) // 86_400 * 86_400
-    assert oldest >= cutoff_day  # nothing from a day wholly past the TTL
+    [row] = json.loads(q.stdout)
+    return tuple(int(v) for v in row)  # type: ignore[return-value]
+
+
+def _backfill(data: Path, step: int) -> dict[str, int]:
+    out = vigil(
+        "backfill", "--gpus", "8", "--teams", "1", "--days", "3", "--step", str(step), "--metrics", "gpu.utilization",
+        "--data", str(data), "--quiet", env={"VIGIL_RAW_TTL_DAYS": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.splitlines()[-1])
+    assert summary["rows"] == 8 * 3 * 86_400 // step
+    return summary
+
+
+def test_rows_past_the_raw_ttl_reach_the_rollups_and_leave_raw(tmp_path: Path) -> None:
+    """At a 30 s step a point shares its minute, so it goes to the minute rollup. Observed in chdb
+    (ClickHouse 26.9): the insert itself drops the rows already past the TTL, so raw rows older than it
+    are gone at once (live rows would go at a later merge). The views saw every row first."""
+    summary = _backfill(tmp_path, 30)
+    raw, oldest, hourly, minutely, minutes = _counts(tmp_path)
+    assert hourly == minutely == minutes == summary["rows"]
+    assert 0 < raw < summary["rows"]
+    assert raw == 8 * ((summary["end"] - oldest) // 30)  # every row from the oldest on
+    assert oldest >= time.time() - 86_400 - 60  # nothing older than the TTL (a minute for the run)
+
+
+def test_points_a_minute_apart_are_their_own_minute_rows_kept_past_the_raw_ttl(tmp_path: Path) -> None:
+    """At a 300 s step each point is alone in its minute: kept once, in the raw table, for as long as
+    the minute rollup keeps minutes (90 days here), not copied into the rollup and not dropped at the
+    raw TTL; reads of minutes still see every one."""
+    summary = _backfill(tmp_path, 300)
+    raw, oldest, hourly, minutely, minutes = _counts(tmp_path)
+    assert raw == hourly == minutes == summary["rows"]
+    assert minutely == 0
+    assert oldest == summary["start"]
 
 
 def test_backfill_is_refused_while_vigil_holds_the_store(tmp_path: Path) -> None:
