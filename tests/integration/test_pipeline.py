@@ -17,7 +17,7 @@ from collector.wal import WalEntry
 from tests.otlp import gauge_request
 from vigil.settings import Settings
 from vigil.store import Store
-from vigil.store.schema import GAUGE, INGEST_LEDGER
+from vigil.store.schema import GAUGE, INGEST_LEDGER, MINUTES, ROLLUP_1M
 
 PB = "application/x-protobuf"
 
@@ -193,3 +193,20 @@ def test_an_unreadable_wal_batch_is_set_aside(clean_store: Store, tmp_path: Path
     assert (tmp_path / "wal" / "00000000000000000002-badbad.corrupt").exists()
     assert ingest(restarted, gauge_request(2)).result(10).stored == 2
     restarted.close()
+
+
+def test_a_series_reporting_once_a_minute_is_kept_as_its_own_minute_rows(clean_store: Store, tmp_path: Path) -> None:
+    """Through the collector into the store: the points after a series' first carry their interval, so
+    at 60 s they stay in the raw table and the minute rollup's table gets only the first one."""
+    collector = make_collector(clean_store, tmp_path)
+    start = (time.time_ns() // 60_000_000_000 - 10) * 60_000_000_000
+    for i in range(4):
+        assert ingest(collector, gauge_request(3, name="slow", ts=start + i * 60 * 10**9)).result(10).stored == 3
+    collector.close()
+    intervals = clean_store.query_rows(
+        f"SELECT IntervalSeconds, count() FROM {GAUGE} WHERE MetricName = 'slow' GROUP BY 1 ORDER BY 1"
+    )
+    assert intervals == [(0, 3), (60, 9)]
+    rolled = clean_store.query_rows(f"SELECT sum(Count) FROM {ROLLUP_1M} WHERE MetricName = 'slow'")
+    minutes = clean_store.query_rows(f"SELECT sum(Count) FROM {MINUTES} WHERE MetricName = 'slow'")
+    assert rolled == [(3,)] and minutes == [(12,)]
