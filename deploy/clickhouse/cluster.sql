@@ -871,7 +871,7 @@ ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil` ADD INDEX IF NOT EXISTS 
 
 ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil` MODIFY SETTING ttl_only_drop_parts = 0;
 
-ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil` MODIFY TTL toDateTime(TimeUnix) + toIntervalDay(if(IntervalSeconds >= 60, 90, 14));
+ALTER TABLE otel_metrics_gauge_local ON CLUSTER `vigil` MODIFY TTL toDateTime(TimeUnix) + toIntervalDay(if(IntervalSeconds >= 60, 90, 14)) SETTINGS materialize_ttl_after_modify = 0;
 
 DROP VIEW IF EXISTS vigil_metrics_gauge_1m_v2_mv ON CLUSTER `vigil` SYNC;
 

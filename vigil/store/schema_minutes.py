@@ -60,7 +60,9 @@ def own_minute_rows(ctx: SchemaContext) -> list[str]:
     statements += [
         f"ALTER TABLE {local}{ctx.on_cluster} {index}",
         f"ALTER TABLE {local}{ctx.on_cluster} MODIFY SETTING ttl_only_drop_parts = 0",
-        f"ALTER TABLE {local}{ctx.on_cluster} MODIFY TTL {raw_gauge_ttl(ctx.raw_ttl_days, ctx.rollup_1m_ttl_days)}",
+        # existing parts keep their TTL until they merge: no mutation rewriting a big install's history
+        f"ALTER TABLE {local}{ctx.on_cluster} MODIFY TTL {raw_gauge_ttl(ctx.raw_ttl_days, ctx.rollup_1m_ttl_days)}"
+        " SETTINGS materialize_ttl_after_modify = 0",
         # the rollup's view again, without the points that are their own rows (a drop and a create: the
         # inserts in between miss the rollup, as in migrations 12 and 13)
         f"DROP VIEW IF EXISTS {ROLLUP_1M}_mv{ctx.on_cluster} SYNC",
