@@ -10,55 +10,22 @@ from typing import Any
 
 import pytest
 
+from tests.rollup_answers import insert, raw, rolled, same
 from vigil.store import Store
-from vigil.store.read import AGGREGATE_SQL
-from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M, SchemaContext, m003_gauge_rollups, m013_plain_gauge_rollups
+from vigil.store.schema import ROLLUP_1H, ROLLUP_1M, SchemaContext, m003_gauge_rollups, m013_plain_gauge_rollups
 from vigil.store.schema_minutes import own_minute_rows
 from vigil.store.schema_rollups import OLD_ROLLUP_1H, OLD_ROLLUP_1M
 
-AGGREGATES = ("avg", "min", "max", "last", "count")
 BUCKETS = {ROLLUP_1M: "toStartOfMinute", ROLLUP_1H: "toStartOfHour"}
 
 
 def _insert(store: Store, rows: list[tuple[int, int, float]]) -> None:
-    """(gpu, time in ns, value) rows, in blocks of 500: the rollups merge rows of many inserts."""
-    for i in range(0, len(rows), 500):
-        part = rows[i : i + 500]
-        store.insert_columns(
-            GAUGE,
-            [
-                ["gpu.utilization"] * len(part),
-                [{"service.name": "t", "team": "ml"}] * len(part),
-                [{"gpu.index": str(g)} for g, _, _ in part],
-                [t for _, t, _ in part],
-                [v for _, _, v in part],
-            ],
-            ["MetricName", "ResourceAttributes", "Attributes", "TimeUnix", "Value"],
-        )
+    """(gpu, time in ns, value) rows, in blocks of 500; no interval known, as another writer's."""
+    insert(store, [(str(g), t, v, 0) for g, t, v in rows], 500)
 
 
 def _raw(store: Store, table: str) -> list[tuple[Any, ...]]:
-    return store.query_rows(
-        f"""SELECT Attributes['gpu.index'] AS gpu, toDateTime({BUCKETS[table]}(TimeUnix)) AS b, avg(Value), min(Value),
-               max(Value), argMax(Value, TimeUnix), toFloat64(count())
-        FROM {GAUGE} WHERE MetricName = 'gpu.utilization' GROUP BY gpu, b ORDER BY gpu, b"""
-    )
-
-
-def _rollup(store: Store, table: str, columns: str | None = None, bucket: str = "TimeBucket") -> list[tuple[Any, ...]]:
-    columns = columns or ", ".join(AGGREGATE_SQL[a][1] for a in AGGREGATES)
-    return store.query_rows(
-        f"""SELECT Attributes['gpu.index'] AS gpu, {bucket} AS b, {columns}
-        FROM {table} WHERE MetricName = 'gpu.utilization' GROUP BY gpu, b ORDER BY gpu, b"""
-    )
-
-
-def _same(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> None:
-    assert len(got) == len(want) > 0
-    for g, w in zip(got, want, strict=True):
-        assert g[:2] == w[:2]
-        assert g[2] == pytest.approx(w[2], rel=1e-12)  # avg: a sum divided, within float error
-        assert g[3:] == w[3:]  # min, max, last, count: exact
+    return raw(store, BUCKETS[table])
 
 
 def _rows(base_ns: int, seconds: range, seed: int) -> list[tuple[int, int, float]]:
@@ -86,14 +53,14 @@ def _truncate(store: Store, *tables: str) -> None:
 def test_plain_rollups_answer_as_raw_rows(clean_store: Store, base_ns: int) -> None:
     _insert(clean_store, _rows(base_ns, range(0, 3 * 3600, 20), seed=3))
     for table in (ROLLUP_1M, ROLLUP_1H):
-        _same(_rollup(clean_store, table), _raw(clean_store, table))
+        same(rolled(clean_store, table), _raw(clean_store, table))
     # hours from minute buckets: `last` across buckets goes by bucket, then by the time within one
-    _same(_rollup(clean_store, ROLLUP_1M, bucket="toStartOfHour(TimeBucket)"), _raw(clean_store, ROLLUP_1H))
+    same(rolled(clean_store, ROLLUP_1M, bucket="toStartOfHour(TimeBucket)"), _raw(clean_store, ROLLUP_1H))
     # after the engine merges every block's rows into one per series and bucket: the same answers
     for table in (ROLLUP_1M, ROLLUP_1H):
         clean_store.command(f"OPTIMIZE TABLE {table} FINAL")
         assert clean_store.query_rows(f"SELECT count() FROM {table}")[0][0] == len(_raw(clean_store, table))
-        _same(_rollup(clean_store, table), _raw(clean_store, table))
+        same(rolled(clean_store, table), _raw(clean_store, table))
 
 
 def test_an_install_with_state_rollups_migrates_keeping_its_history(clean_store: Store, base_ns: int) -> None:
@@ -108,15 +75,15 @@ def test_an_install_with_state_rollups_migrates_keeping_its_history(clean_store:
         _insert(store, _rows(base_ns, range(0, 2 * 3600, 20), seed=5))
         old = "avgMerge(ValueAvg), min(ValueMin), max(ValueMax), argMaxMerge(ValueLast), toFloat64(sum(Count))"
         before = {
-            new: _rollup(store, old_table, old)
+            new: rolled(store, old_table, old)
             for new, old_table in ((ROLLUP_1M, OLD_ROLLUP_1M), (ROLLUP_1H, OLD_ROLLUP_1H))
         }
 
         for sql in m013_plain_gauge_rollups(ctx):
             store.command(sql)
         for table in (ROLLUP_1M, ROLLUP_1H):
-            _same(_rollup(store, table), before[table])
-            _same(_rollup(store, table), _raw(store, table))
+            same(rolled(store, table), before[table])
+            same(rolled(store, table), _raw(store, table))
         gone = store.query_rows(
             "SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN {n:Array(String)}",
             {"n": [OLD_ROLLUP_1M, OLD_ROLLUP_1H, f"{OLD_ROLLUP_1M}_mv", f"{OLD_ROLLUP_1H}_mv"]},
@@ -128,7 +95,7 @@ def test_an_install_with_state_rollups_migrates_keeping_its_history(clean_store:
         late = [(0, base_ns + 59 * 10**9, 123.0), (1, base_ns + 30 * 10**9 - 7, -1.0)]
         _insert(store, late)
         for table in (ROLLUP_1M, ROLLUP_1H):
-            _same(_rollup(store, table), _raw(store, table))
+            same(rolled(store, table), _raw(store, table))
 
         # again, as after a run interrupted past its last statement: nothing copied twice, nothing lost
         rows = {t: store.query_rows(f"SELECT count(), sum(Count) FROM {t}") for t in (ROLLUP_1M, ROLLUP_1H)}
@@ -136,7 +103,7 @@ def test_an_install_with_state_rollups_migrates_keeping_its_history(clean_store:
             store.command(sql)
         for table in (ROLLUP_1M, ROLLUP_1H):
             assert store.query_rows(f"SELECT count(), sum(Count) FROM {table}") == rows[table]
-            _same(_rollup(store, table), _raw(store, table))
+            same(rolled(store, table), _raw(store, table))
     finally:  # leave the session's store as `migrate` makes it
         for sql in [*m013_plain_gauge_rollups(ctx), *own_minute_rows(ctx)]:
             store.command(sql)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
+from tests.rollup_answers import insert, raw, rolled, same
 from vigil.store import Store
-from vigil.store.read import AGGREGATE_SQL
 from vigil.store.schema import GAUGE, MINUTES, ROLLUP_1M
 
-AGGREGATES = ("avg", "min", "max", "last", "count")
 SPARSE, DENSE, LIAR = "0", "1", "2"  # gpu.index: 60 s apart; 20 s apart; 20 s apart claiming 60
 
 
@@ -32,61 +30,20 @@ def _points(base_ns: int) -> list[tuple[str, int, float, int]]:
     return rows
 
 
-def _insert(store: Store, rows: list[tuple[str, int, float, int]]) -> None:
-    for i in range(0, len(rows), 400):
-        part = rows[i : i + 400]
-        store.insert_columns(
-            GAUGE,
-            [
-                ["gpu.utilization"] * len(part),
-                [{"service.name": "t", "team": "ml"}] * len(part),
-                [{"gpu.index": g} for g, _, _, _ in part],
-                [t for _, t, _, _ in part],
-                [v for _, _, v, _ in part],
-                [n for _, _, _, n in part],
-            ],
-            ["MetricName", "ResourceAttributes", "Attributes", "TimeUnix", "Value", "IntervalSeconds"],
-        )
-
-
-def _raw(store: Store, bucket: str) -> list[tuple[Any, ...]]:
-    return store.query_rows(
-        f"""SELECT Attributes['gpu.index'] AS gpu, toDateTime({bucket}(TimeUnix)) AS b, avg(Value), min(Value),
-               max(Value), argMax(Value, TimeUnix), toFloat64(count())
-        FROM {GAUGE} WHERE MetricName = 'gpu.utilization' GROUP BY gpu, b ORDER BY gpu, b"""
-    )
-
-
-def _minutes(store: Store, bucket: str = "TimeBucket") -> list[tuple[Any, ...]]:
-    columns = ", ".join(AGGREGATE_SQL[a][1] for a in AGGREGATES)
-    return store.query_rows(
-        f"""SELECT Attributes['gpu.index'] AS gpu, {bucket} AS b, {columns}
-        FROM {MINUTES} WHERE MetricName = 'gpu.utilization' GROUP BY gpu, b ORDER BY gpu, b"""
-    )
-
-
-def _same(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> None:
-    assert len(got) == len(want) > 0
-    for g, w in zip(got, want, strict=True):
-        assert g[:2] == w[:2]
-        assert g[2] == pytest.approx(w[2], rel=1e-12)  # avg: a sum divided, within float error
-        assert g[3:] == w[3:]  # min, max, last, count: exact
-
-
 @pytest.fixture
 def loaded(clean_store: Store) -> Store:
     hours_ago = datetime.now(UTC) - timedelta(hours=4)
     base_ns = int(hours_ago.replace(minute=0, second=0, microsecond=0).timestamp()) * 10**9
-    _insert(clean_store, _points(base_ns))
+    insert(clean_store, _points(base_ns), 400)
     return clean_store
 
 
 def test_minutes_answer_as_raw_rows_for_every_kind_of_series(loaded: Store) -> None:
-    _same(_minutes(loaded), _raw(loaded, "toStartOfMinute"))
+    same(rolled(loaded, MINUTES), raw(loaded, "toStartOfMinute"))
     # hours from minutes: `last` across buckets goes by bucket, then by the time within one
-    _same(_minutes(loaded, "toStartOfHour(TimeBucket)"), _raw(loaded, "toStartOfHour"))
+    same(rolled(loaded, MINUTES, bucket="toStartOfHour(TimeBucket)"), raw(loaded, "toStartOfHour"))
     loaded.command(f"OPTIMIZE TABLE {ROLLUP_1M} FINAL")  # merged: the same answers
-    _same(_minutes(loaded), _raw(loaded, "toStartOfMinute"))
+    same(rolled(loaded, MINUTES), raw(loaded, "toStartOfMinute"))
 
 
 def test_a_point_alone_in_its_minute_is_kept_once_in_the_raw_table(loaded: Store) -> None:
