@@ -57,6 +57,8 @@ class Alerting(Protocol):
 
     def notifications(self, since: float) -> list[dict[str, Any]]: ...
 
+    def receivers(self) -> list[str]: ...
+
 
 def get_alerting() -> Alerting:
     """A placeholder: `AlertingService` binds the real one through the app's dependency overrides."""
@@ -178,7 +180,10 @@ def list_notifications(since: float = 0.0, alerting: Alerting = Bound, who: Prin
     if since != since or since < 0:
         raise ApiError(400, "since: unix seconds, 0 or more")
     sent = alerting.notifications(since)
-    return {"notifications": [{**n, "at": rfc3339(n["at"]), "atUnix": n["at"]} for n in sent]}
+    return {
+        "notifications": [{**n, "at": rfc3339(n["at"]), "atUnix": n["at"]} for n in sent],
+        "receivers": alerting.receivers(),  # those with an integration: none means nobody can be paged
+    }
 
 
 @router.get("/slos", summary="Each SLO's error budget remaining and burn rate per window")

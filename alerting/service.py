@@ -207,6 +207,11 @@ class AlertingService:
         record = getattr(self.notifier, "record", None)
         return record.sent(since) if record is not None else []
 
+    def receivers(self) -> list[str]:
+        """The receivers that deliver somewhere (an integration or more), by name."""
+        integrations: dict[str, list[Any]] = getattr(self.notifier, "integrations", {})
+        return sorted(name for name, found in integrations.items() if found)
+
     def slo_statuses(self, now: float) -> list[dict[str, Any]]:
         with self._slo_lock:
             if self._slo_cache is not None and now - self._slo_cache[0] < SLO_CACHE_S:

@@ -162,6 +162,7 @@ class Row:
     paged: list[str] = field(default_factory=list)  # the alerts each page told firing, in order
     active_s: float | None = None  # when the followed alert's condition first held (its activeAt)
     paged_s: float | None = None  # when the first page reached the receiver
+    receivers: int = 1  # receivers that deliver somewhere: with none, nobody can be paged
 
     def judge(self) -> None:
         """Outcome from the figures, where nothing failed on the way: ok only when every goal is met."""
@@ -175,7 +176,7 @@ class Row:
         if self.resolved_s is None:
             missed.append("alert not resolved")
         if self.pages != 1:
-            missed.append(f"{self.pages} pages")
+            missed.append(f"{self.pages} pages" + ("" if self.receivers else " (no receiver configured)"))
         self.outcome = "ok" if not missed else "recovered, missed goal: " + ", ".join(missed)
 
 
@@ -243,6 +244,11 @@ class Drill:
                     f"the agent reads real GPUs (backend {gpus.get('backend')!r}), not simulated ones: "
                     "pass --i-know-this-is-production to drill them anyway"
                 )
+        if not self.api.call("GET", f"/api/v1/notifications?since={time.time():.3f}").get("receivers", [""]):
+            self.say(
+                "drill: no receiver is configured (VIGIL_WEBHOOK_URL, or receivers in VIGIL_ALERTING_CONFIG): "
+                "nobody is paged, so every fault's page count will be 0"
+            )
         return target
 
     def open_actor(self) -> None:
@@ -446,7 +452,9 @@ class Drill:
             if any(a.get("fingerprint") == fingerprint for a in detail.get("alerts", [])):
                 row.incident = incident["id"]
                 break
-        sent = self.api.call("GET", f"/api/v1/notifications?since={wall0:.3f}")["notifications"]
+        answer = self.api.call("GET", f"/api/v1/notifications?since={wall0:.3f}")
+        sent = answer["notifications"]
+        row.receivers = len(answer.get("receivers", [""]))
         pages: dict[str, list[str]] = {}
         first: list[float] = []
         for n in sent:

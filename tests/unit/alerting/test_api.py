@@ -74,6 +74,12 @@ class FakeAlerting:
     def now(self) -> float:
         return NOW
 
+    def notifications(self, since: float) -> list[dict[str, Any]]:
+        return [{"receiver": "oncall/webhook/0", "at": NOW, "firing": [], "resolved": []}]
+
+    def receivers(self) -> list[str]:
+        return ["oncall"]
+
 
 async def check_csrf(request: Request) -> None:
     if request.headers.get("x-csrf-token") != CSRF:
@@ -242,3 +248,11 @@ def test_slos() -> None:
     assert c.get("/api/v1/slos").json() == {
         "slos": [{"service": "llm", "slo": "availability", "error_budget_remaining": 0.5}]
     }
+
+
+def test_notifications_name_the_receivers_that_can_deliver() -> None:
+    c, _ = client()
+    body = c.get("/api/v1/notifications", params={"since": NOW - 1}).json()
+    assert body["receivers"] == ["oncall"]
+    assert body["notifications"][0]["atUnix"] == NOW
+    assert c.get("/api/v1/notifications", params={"since": -1}).status_code == 400

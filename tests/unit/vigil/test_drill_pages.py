@@ -134,3 +134,23 @@ def test_before_counting_pages_the_drill_waits_for_what_the_fault_set_off_to_set
     Drill(Alerts({}), say=lambda _: None, clock=clock, sleep=clock.sleep).settle(wall0)
     assert clock.now >= 19.5 + SETTLE_QUIET_S  # held while the burn was fresh, then quiet for SETTLE_QUIET_S
     assert clock.now < 20 + SETTLE_QUIET_S + 2 and NOTIFY_WAIT_S > 30  # the SLO route's group_wait
+
+
+def test_with_no_receiver_configured_the_drill_says_why_nobody_was_paged() -> None:
+    said: list[str] = []
+    api = FakeApi(
+        {
+            "/api/v1/drill/target": {"workload": {"reference": True, "url": "http://wl"}, "gpus": None},
+            "/api/v1/incidents": {"incidents": []},
+            "/api/v1/alerts": {"alerts": []},
+            "/api/v1/notifications": {"notifications": [], "receivers": []},
+        }
+    )
+    clock = FakeClock()
+    drill = Drill(api, say=said.append, clock=clock, sleep=clock.sleep)
+    drill.preflight(["errors"])
+    assert any("no receiver is configured" in line and "VIGIL_WEBHOOK_URL" in line for line in said)
+    row = Row("errors", detected_s=3.0, verified_s=20.0, resolved_s=21.0)
+    drill.incident_and_pages(row, "InferenceOutage", 0.0)
+    row.judge()
+    assert row.outcome == "recovered, missed goal: 0 pages (no receiver configured)"
