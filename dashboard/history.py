@@ -84,7 +84,8 @@ class Asked:
         return {"step": self.query.step, "source": self.query.source.value}
 
 
-def asked(request: Request, ctx: ServiceContext = Depends(service_context)) -> Asked:  # noqa: B008
+async def asked(request: Request, ctx: ServiceContext = Depends(service_context)) -> Asked:  # noqa: B008
+    # on the event loop: parsing and planning read nothing, and a plain function would cost a threadpool hop
     with _answering():
         return Asked(request, ctx)
 
