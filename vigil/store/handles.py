@@ -40,6 +40,7 @@ class HistoryHandles:
         self._opened = 0
         self._closed = False
         self._free = threading.Condition()
+        self._opening = threading.Lock()
         self._workers: ThreadPoolExecutor | None = None
 
     def _take(self) -> Client:
@@ -54,7 +55,8 @@ class HistoryHandles:
                     break
                 self._free.wait()
         try:
-            return self._open_client()  # outside the lock: opening takes milliseconds
+            with self._opening:  # not under `_free`, which readers giving back need; one engine connect at a time
+                return self._open_client()
         except BaseException:
             self._forget()
             raise
