@@ -1,12 +1,13 @@
 """The last series lookup of each history question, so the answer's read can start before its lookup ends.
 
 At the 1-hour resolution an average binds the question's series (their hashes and groups, from
-`usage_hourly.series`) into its SQL, so it had to wait for the lookup: 8 ms then 17 on the 256-GPU
-store. `speculate` runs it with the series the same question found last time, beside a fresh lookup
-(`Store.read_together`). When the fresh lookup equals the remembered one (the usual case: a fleet's
-series change when a GPU, a team or a label changes), that answer stands; otherwise the answer is read
-again with the fresh series. So no answer comes from a stale lookup, and the usual question costs the
-longer of the two reads rather than their sum.
+`usage_hourly.series`) into its SQL, so it had to wait for the lookup (5-8 ms, then 13-17 on the
+256-GPU, 30-day store). `speculate` runs it with the series the same question found last time, beside
+a fresh lookup (`Store.read_together`). When the fresh lookup equals the remembered one (the usual
+case: a fleet's series change when a GPU, a team or a label changes), that answer stands; otherwise
+the answer is read again with the fresh series. So no answer comes from a stale lookup, and the usual
+question costs the longer of the two reads rather than their sum (measured: 18.2 ms against 24.7,
+medians).
 
 The cache is per store, least recently used first out, bounded in bytes by what its lists and strings
 hold in Python (`series_bytes`).
