@@ -84,14 +84,17 @@ class Asked:
         return {"step": self.query.step, "source": self.query.source.value}
 
 
-def asked(request: Request, ctx: ServiceContext = Depends(service_context)) -> Asked:  # noqa: B008
+async def asked(request: Request, ctx: ServiceContext = Depends(service_context)) -> Asked:  # noqa: B008
+    # on the event loop: parsing and planning read nothing, and a plain function would cost a threadpool hop
     with _answering():
         return Asked(request, ctx)
 
 
 def _series_json(result: u.UsageResult) -> dict[str, Any]:
+    # the (time, value) tuples as they are: JSON writes a tuple as an array, and copying them into lists
+    # cost a 720-point, 4-group answer a fifth of a millisecond
     return {
-        "series": [{"labels": s.labels, "points": [[t, v] for t, v in s.points]} for s in result.series],
+        "series": [{"labels": s.labels, "points": s.points} for s in result.series],
         "step": result.step,
         "source": result.source.value,
     }

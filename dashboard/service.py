@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.staticfiles import StaticFiles
@@ -16,6 +16,8 @@ from vigil.access import authenticate, csrf_checker
 from vigil.kernel import Health, ServiceContext
 from vigil.store.fleet_cache import FleetCache
 
+T = TypeVar("T")
+
 
 def _static() -> APIRouter:
     """`/static/...` from the package (our CSS and JS, and the chart libraries built in from npm)."""
@@ -27,6 +29,17 @@ def _static() -> APIRouter:
         return await files.get_response(path, request.scope)  # refuses paths that leave the folder
 
     return router
+
+
+class Given(Generic[T]):
+    """A dependency that answers `value`. Async, so FastAPI calls it on the event loop: a plain function
+    runs in its threadpool, a hop that would cost every request for nothing."""
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    async def __call__(self) -> T:
+        return self.value
 
 
 class DashboardService:
@@ -48,10 +61,10 @@ class DashboardService:
             _static(),
         )
         self.providers: Mapping[Callable[..., Any], Callable[..., Any]] = {
-            service_context: lambda: ctx,
-            fleet_cache: lambda: self.fleet_cache,
-            authenticate: self.auth.authenticate,
-            csrf_checker: lambda: self.auth.check_csrf,
+            service_context: Given(ctx),
+            fleet_cache: Given(self.fleet_cache),
+            authenticate: self.auth.authenticate_request,
+            csrf_checker: Given(self.auth.check_csrf),
         }
 
     def start(self) -> None:

@@ -98,18 +98,22 @@ def test_the_series_tables_answer_as_the_hourly_rollup(
     _same(fast, _answers(store, q))
 
 
-def test_one_series_per_gpu_answers_hours_and_top_in_one_read(
+def test_one_series_per_gpu_answers_hours_and_top_from_the_lookup_and_the_totals(
     loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The usual fleet (GPU-m0, with two series, filtered out): the series and their totals come from one
-    query, and equal the rollup's answer (the parametrized test above compares the rest)."""
+    """The usual fleet (GPU-m0, with two series, filtered out): each answer reads the series and their
+    totals (at once, `Store.read_together`) and nothing more, and equals the rollup's answer (the
+    parametrized test above compares the rest)."""
     store, base = loaded
     q = u.UsageQuery(base, base + DAYS * DAY, HOUR, filters={"host.name": "n1"}, source=Resolution.HOUR)
     reads = []
     real = hourly.read_limited
     monkeypatch.setattr(hourly, "read_limited", lambda *a: reads.append(a[1]) or real(*a))
     fast = (u.gpu_hours(store, q), u.top_gpus(store, q, "idle"))
-    assert len(reads) == 2 and all("LEFT JOIN" in sql for sql in reads)  # one read each
+    assert len(reads) == 4  # two each: no read of per-GPU rows by bound arrays follows
+    assert sum(sql.startswith("SELECT SeriesHash, any(") for sql in reads) == 2
+    assert sum(f"FROM {ROLLUP_1H_SERIES} FINAL" in sql for sql in reads) == 2
+    assert not any("{h:Array(UInt64)}" in sql for sql in reads)
     assert fast[0] and fast[1]
     monkeypatch.setattr(u, "_hourly", lambda *a: None)
     _same(fast, (u.gpu_hours(store, q), u.top_gpus(store, q, "idle")))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
@@ -23,8 +23,10 @@ from clickhouse_connect.driver.client import Client
 from vigil.logs import event
 from vigil.pidlock import LockHeld, PidLock
 from vigil.store.foreground import Foreground
+from vigil.store.handles import HistoryHandles
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -133,8 +135,7 @@ class Store:
         self._lock = lock
         self._readers: dict[ReadLimits, Client] = {}
         self._reader_lock = threading.Lock()
-        self._history: Client | None = None
-        self._history_lock = threading.Lock()
+        self._history = HistoryHandles(lambda: make_client(url), _close_quietly)
         self.foreground = Foreground()  # history reads mark themselves here; the rule evaluator yields to them
 
     def __repr__(self) -> str:
@@ -183,25 +184,19 @@ class Store:
     def read_rows(
         self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
-        """`query_rows` for the dashboard's reads, on an embedded store through a handle of their own.
-
-        chdb serializes the queries of one handle: on the shared one a page's read waits behind every
-        rule evaluation and insert in flight (measured: 150-450 ms per history request with the
-        evaluator's 2 s groups running). A second handle runs beside them in the same engine.
-        A server store's client already runs requests side by side, so it is used as it is.
-        """
+        """`query_rows` for the dashboard's reads, on an embedded store through a handle of their own
+        (`vigil.store.handles`), so they do not queue behind rule evaluation and inserts. A server
+        store's client already runs requests side by side, so it is used as it is."""
         if not self.embedded:
             return self.query_rows(sql, parameters, settings)
-        with self._history_lock:
-            if self._history is None:
-                self._history = make_client(self.url)
-            try:
-                return self._history.query(sql, parameters=parameters or {}, settings=settings).result_rows
-            except Exception:
-                # a failed query may leave the handle's session settings changed: start a clean one
-                _close_quietly(self._history)
-                self._history = None
-                raise
+        return self._history.query(sql, parameters or {}, settings)
+
+    def read_together(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """Each call's answer, the calls run at once on an embedded store's history handles; one after
+        another on a server store, whose one client holds one session (a session runs one query at a time)."""
+        if not self.embedded:
+            return [call() for call in calls]
+        return self._history.together(calls)
 
     def command(
         self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
@@ -259,8 +254,7 @@ class Store:
         try:
             for reader in self._readers.values():
                 _close_quietly(reader)
-            if self._history is not None:
-                _close_quietly(self._history)
+            self._history.close()
             self._client.close()
         finally:
             if self._lock:

@@ -33,14 +33,15 @@ in the SQL are table names from `Resolution`.
 
 At the 1-hour resolution the same numbers come from migration 12's per-series tables
 (`vigil.store.usage_hourly`), which hold no attribute maps per row; reads go through the store's own
-history handle (`Store.read_rows`), so they do not queue behind rule evaluation and inserts.
+history handles (`Store.read_rows`, `vigil.store.handles`), so they do not queue behind rule evaluation
+and inserts, and a question's independent reads run at once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME
@@ -49,6 +50,7 @@ from vigil.store.client import Store
 from vigil.store.plan import QueryRejected, Resolution, SeriesPlan, plan_series
 from vigil.store.read import MAX_ROWS, NONE_LABEL, check_labels, filter_sql
 from vigil.store.schema import SchemaContext
+from vigil.store.series_cache import cache_of, speculate
 
 METRIC = GPU_UTILIZATION.name
 HOUR_S = 3600
@@ -273,10 +275,19 @@ def top_gpus(
 def _hourly(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> hourly.Series | None:
     """The series for the per-series hourly tables when the plan reads the 1-hour rollup and they are
     few enough to bind (see `vigil.store.usage_hourly`); None: read the rollup itself. `totals`: with
-    each GPU's totals over the range, read in the same query (GPU-hours and top GPUs need them)."""
+    each GPU's totals over the range, read beside the lookup (GPU-hours and top GPUs need them)."""
     if p.source is not Resolution.HOUR:
         return None
-    return hourly.series(store, q, p, totals) if totals else hourly.series(store, q, p)
+    if not totals:
+        return hourly.series(store, q, p)
+    found = hourly.series(store, q, p, totals)
+    cache_of(store).put(_lookup_key(q, p), None if found is None else replace(found, totals=None))
+    return found
+
+
+def _lookup_key(q: UsageQuery, p: SeriesPlan) -> tuple[Any, ...]:
+    """What a series lookup depends on (`usage_hourly.lookup_sql`): the same key, the same lookup."""
+    return (METRIC, q.group_by, tuple(sorted(q.filters.items())), p.start)
 
 
 Measure = Literal["avg", "busy", "allocated"]
@@ -311,13 +322,19 @@ def series(
     utilization / 100, so busy GPU-hours = its points * step / 3600); `allocated` the GPUs reporting."""
     p = plan(q, ctx=ctx, now=now)
     sql, params = utilization_sql(q, p) if measure == "avg" else stacked_sql(q, p, measure)
-    fast = _hourly(store, q, p)
-    if fast is None:
+    rows = None
+    if p.source is Resolution.HOUR:
+        single_node = not store.cluster
+
+        def answer(s: hourly.Series) -> list[tuple[str, int, float]]:
+            if measure == "avg":
+                return hourly.average(store, q, p, s, max_rows, single_node)
+            return hourly.stacked(store, p, s, MEASURES[measure], max_rows, single_node)
+
+        # read beside the lookup, from the series this question found last time (`vigil.store.series_cache`)
+        rows = speculate(store, _lookup_key(q, p), lambda: _hourly(store, q, p), answer)
+    if rows is None:
         rows = hourly.read_limited(store, sql, params, max_rows)
-    elif measure == "avg":
-        rows = hourly.average(store, q, p, fast, max_rows, not store.cluster)
-    else:
-        rows = hourly.stacked(store, p, fast, MEASURES[measure], max_rows, not store.cluster)
     found: dict[str, UsageSeries] = {}
     for group, bucket, value in rows:
         one = found.get(group)

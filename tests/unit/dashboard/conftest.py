@@ -111,7 +111,7 @@ def make_harness(tmp_path: Path, **settings: Any) -> Harness:
     app.add_middleware(SecurityHeaders)
     app.include_router(auth.router)
     app.include_router(probes())
-    app.dependency_overrides[authenticate] = auth.authenticate
+    app.dependency_overrides[authenticate] = auth.authenticate_request  # as DashboardService binds it
     app.dependency_overrides[csrf_checker] = lambda: auth.check_csrf
     return Harness(auth, app, clock, tmp_path)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dashboard.auth import csrf
+from dashboard.auth import core, csrf
 from dashboard.auth.http import LOGIN_COOKIE, SESSION_COOKIE
 from tests.unit.dashboard.conftest import ADMIN_PASSWORD, Harness, csrf_of, login_token
 
@@ -306,3 +306,27 @@ def test_login_nonce_cookie_is_scoped_to_the_login_form(harness: Harness) -> Non
     r = harness.client().get("/login")
     (cookie,) = [h for h in r.headers.get_list("set-cookie") if h.startswith(f"{LOGIN_COOKIE}=")]
     assert "path=/login" in cookie.lower() and "httponly" in cookie.lower()
+
+
+def test_only_a_request_that_reads_the_auth_database_pays_a_threadpool_hop(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[str] = []
+    real = core.run_in_threadpool
+
+    async def counted(func: Any, *args: Any) -> Any:
+        hops.append(func.__name__)
+        return await real(func, *args)
+
+    monkeypatch.setattr(core, "run_in_threadpool", counted)
+    c = harness.login()
+    admin = admin_headers(c)
+    token = c.post("/api/v1/tokens", json={"name": "ci", "role": "viewer", "expires_days": 1}, headers=admin).json()
+    hops.clear()
+    bare = harness.client()
+    assert bare.get("/api/v1/probe", headers=STATIC).json()["via"] == "token"  # a static token: in memory
+    assert bare.get("/api/v1/probe").status_code == 401  # nothing offered
+    assert hops == []
+    assert bare.get("/api/v1/probe", headers={"Authorization": f"Bearer {token['token']}"}).json()["name"] == "ci"
+    assert c.get("/api/v1/probe").json()["via"] == "session"
+    assert hops == ["authenticate", "authenticate"]  # a stored token and a session: the database, off the loop

@@ -1,0 +1,171 @@
+"""History reads side by side against the real embedded store: a question's two reads run at once on the
+history handles and answer exactly as one after the other, run after run; an average read from the
+remembered series is dropped when the series changed; a failed read does not break the next."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, Point, fleet, insert
+from vigil.store import Store, StoreQueryError, series_cache
+from vigil.store import usage as u
+from vigil.store import usage_hourly as hourly
+from vigil.store.plan import Resolution
+from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M
+from vigil.store.schema_history import GAUGE_HISTORY, GAUGE_SERIES
+
+QUESTIONS = [
+    ("team", {}, HOUR),
+    ("host.name", {}, HOUR),
+    ("team", {"k8s.cluster.name": "east"}, HOUR),
+    ("team", {"team": NASTY}, HOUR),
+    ("team", {}, 3 * HOUR),
+]
+
+
+@pytest.fixture(scope="module")
+def loaded(store: Store) -> tuple[Store, int]:
+    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
+        store.command(f"TRUNCATE TABLE {table}")
+    base = (int(time.time()) // DAY - DAYS - 1) * DAY
+    insert(store, fleet(base))
+    return store, base
+
+
+@pytest.fixture(autouse=True)
+def forget_series() -> None:
+    series_cache._caches.clear()  # each test starts with no series remembered
+
+
+def answers(store: Store, q: u.UsageQuery) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        m: [(s.labels, s.points) for s in u.series(store, q, m).series]  # type: ignore[arg-type]
+        for m in ("avg", "busy", "allocated")
+    }
+    out["hours"] = u.gpu_hours(store, q)
+    out["idle"] = u.top_gpus(store, q, "idle")
+    out["hot"] = u.top_gpus(store, q, "hot")
+    return out
+
+
+def one_after_another(self: Store, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    return [call() for call in calls]
+
+
+def close(a: Any, b: Any) -> None:
+    """Equal within floating-point error: the rollup read with its maps sums in another order."""
+    if isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            close(x, y)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            close(a[k], b[k])
+    elif hasattr(a, "__dataclass_fields__"):
+        close(vars(a), vars(b))
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize(("group_by", "filters", "step"), QUESTIONS)
+def test_reads_at_once_answer_exactly_as_one_after_another(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch, group_by: str, filters: dict[str, str], step: int
+) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, step, group_by=group_by, filters=filters, source=Resolution.HOUR)
+    # each asked twice: the first average waits for its lookup, the second is read beside it
+    together = [answers(store, q), answers(store, q)]
+    with monkeypatch.context() as m:
+        m.setattr(Store, "read_together", one_after_another)
+        series_cache._caches.clear()
+        apart = [answers(store, q), answers(store, q)]
+    assert together[0] == together[1] == apart[0] == apart[1]  # bit for bit, not within rounding
+    close(together[0], answers(store, replace(q, source=Resolution.RAW)))  # the raw rows' SQL
+    monkeypatch.setattr(u, "_hourly", lambda *a: None)  # the rollup with its maps, as before migration 12
+    close(together[0], answers(store, q))
+
+
+def test_the_two_reads_of_a_question_run_on_two_threads(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
+    threads: dict[str, int] = {}
+    real = store.read_rows
+
+    def spy(sql: str, *a: Any, **kw: Any) -> Any:
+        kind = "lookup" if f"FROM {GAUGE_SERIES}\n" in sql else "rollup"  # q has no filter: no subquery
+        threads[kind] = threading.get_ident()
+        return real(sql, *a, **kw)
+
+    monkeypatch.setattr(store, "read_rows", spy)
+    u.gpu_hours(store, q)
+    assert threads.keys() == {"lookup", "rollup"} and threads["lookup"] != threads["rollup"]
+    u.utilization(store, q)  # remembers the series
+    threads.clear()
+    u.utilization(store, q)
+    assert threads.keys() == {"lookup", "rollup"} and threads["lookup"] != threads["rollup"]
+
+
+def _points(base: int, uuid: str, team: str) -> list[Point]:
+    resource = {"host.name": "n-new", "team": team, "k8s.cluster.name": "north"}
+    return [Point(uuid, resource, "H200", base + s, 50.0 + (s // 60) % 7) for s in range(0, DAYS * DAY, 60)]
+
+
+def test_a_series_new_between_two_questions_is_in_the_second_answer(loaded: tuple[Store, int]) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, filters={"k8s.cluster.name": "north"}, source=Resolution.HOUR)
+    insert(store, _points(base, "GPU-n0", "north-a"))
+    first = answers(store, q)
+    assert [s[0] for s in first["avg"]] == [{"team": "north-a"}]
+    insert(store, _points(base, "GPU-n1", "north-b"))  # the remembered lookup is now one series short
+    second = answers(store, q)
+    assert [s[0] for s in second["avg"]] == [{"team": "north-a"}, {"team": "north-b"}]
+    assert [h.gpus for h in second["hours"]] == [1, 1]
+    series_cache._caches.clear()
+    assert answers(store, q) == second  # the same as asked with nothing remembered
+
+
+def test_a_failed_read_does_not_break_the_next(loaded: tuple[Store, int]) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
+    before = answers(store, q)
+    cut = {"max_result_rows": 1, "result_overflow_mode": "throw"}
+    with pytest.raises(Exception, match="boom"):  # both handles busy, one of them failing
+        store.read_together(
+            [
+                lambda: store.read_rows("SELECT sleep(0.2)"),
+                lambda: store.read_rows("SELECT throwIf(1, 'boom')"),
+            ]
+        )
+    with pytest.raises(Exception, match=r"(?i)limit"):
+        store.read_rows("SELECT number FROM numbers(10)", settings=cut)
+    with pytest.raises(StoreQueryError):
+        hourly.read_limited(store, "SELECT number FROM numbers(10)", {}, 1)
+    assert store.read_rows("SELECT number FROM numbers(10)") == [(i,) for i in range(10)]
+    assert answers(store, q) == before
+    assert answers(store, replace(q, top=3))["idle"] == before["idle"][:3]
+
+
+def test_the_cluster_path_answers_as_the_rollup_does(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster no read uses FINAL and the totals come per GPU by bound arrays; a series remembered
+    from a single-node question still only speeds the average up."""
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
+    answers(store, q)  # remembered from the single-node path
+    monkeypatch.setattr(store, "cluster", "fleet")
+    clustered = [answers(store, q), answers(store, q)]
+    assert clustered[0] == clustered[1]
+    monkeypatch.setattr(u, "_hourly", lambda *a: None)
+    close(clustered[0], answers(store, q))
