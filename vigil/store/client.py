@@ -99,21 +99,30 @@ def make_client(url: str, settings: dict[str, Any] | None = None) -> Client:
             if "EmbeddedServer" in str(exc) or "code: 36" in str(exc).lower():
                 raise StoreLockedError(f"the embedded store {path} is open in another process") from exc
             raise StoreError(f"could not open the embedded store {path}: {exc}") from exc
+    args = server_client_args(url)
+    try:
+        return clickhouse_connect.get_client(**args, settings=settings)
+    except Exception as exc:
+        raise StoreError(f"could not reach ClickHouse at {args['host']}:{args['port']}: {exc}") from exc
+
+
+def server_client_args(url: str) -> dict[str, Any]:
+    """clickhouse-connect's arguments for a server store's `http(s)://user:pass@host:port/db` URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise StoreError(f"VIGIL_CLICKHOUSE_URL: unsupported scheme {parts.scheme!r}; use chdb:// or http(s)://")
-    try:
-        return clickhouse_connect.get_client(
-            interface=parts.scheme,
-            host=parts.hostname or "localhost",
-            port=parts.port or (8443 if parts.scheme == "https" else 8123),
-            username=unquote(parts.username or "default"),
-            password=unquote(parts.password or ""),
-            database=parts.path.strip("/") or "default",
-            settings=settings,
-        )
-    except Exception as exc:
-        raise StoreError(f"could not reach ClickHouse at {parts.hostname}:{parts.port}: {exc}") from exc
+    return {
+        "interface": parts.scheme,
+        "host": parts.hostname or "localhost",
+        "port": parts.port or (8443 if parts.scheme == "https" else 8123),
+        "username": unquote(parts.username or "default"),
+        "password": unquote(parts.password or ""),
+        "database": parts.path.strip("/") or "default",
+        # No session: a session runs one query at a time (the server answers SESSION_IS_LOCKED), and one
+        # client serves the collector's writers, the rule evaluator and every dashboard request at once.
+        # Settings go with each query instead, so a reader's `readonly=1` still holds for every one.
+        "autogenerate_session_id": False,
+    }
 
 
 @dataclass(frozen=True)
@@ -193,7 +202,7 @@ class Store:
 
     def read_together(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Each call's answer, the calls run at once on an embedded store's history handles; one after
-        another on a server store, whose one client holds one session (a session runs one query at a time)."""
+        another on a server store, which already answers different requests side by side."""
         if not self.embedded:
             return [call() for call in calls]
         return self._history.together(calls)
