@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any, cast
@@ -30,17 +30,7 @@ from vigil.store import usage as u
 from vigil.store.plan import QueryRejected
 from vigil.store.schema import SchemaContext
 
-
-async def _in_foreground(ctx: ServiceContext = Depends(service_context)) -> AsyncIterator[None]:  # noqa: B008
-    """The whole request, not only its store reads, counts as a foreground read: the rule evaluator then
-    starts no query from the request's arrival to its answer (`vigil.store.foreground`). Marked only around
-    the reads, each request still met rule queries begun in its parsing, auth or JSON (measured on the 256-GPU
-    store: GPU-hours and top GPUs 13.5 ms with the rule pack off, 14 to 21 ms with it on)."""
-    with ctx.store.foreground.reading():
-        yield
-
-
-router = APIRouter(dependencies=[Depends(_in_foreground)])
+router = APIRouter()
 viewer = require(Role.VIEWER)
 TOO_MANY_ROWS = "the answer has more than"  # how run_limited words a read the store cut
 

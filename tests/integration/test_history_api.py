@@ -3,7 +3,6 @@ shape, 400s that name the parameter, downloads equal to the API's numbers, escap
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import time
@@ -181,32 +180,3 @@ def test_anonymous_callers_are_refused(api: tuple[httpx.Client, int, list]) -> N
         assert page.status_code == 303 and page.headers["location"].startswith("/login?next=/history")
     finally:
         WHO["now"] = Principal("t", Role.VIEWER, "token")
-
-
-def test_a_history_request_is_a_foreground_read_from_arrival_to_answer(
-    api: tuple[httpx.Client, int, list], store: Store
-) -> None:
-    """The rule evaluator starts no query while one runs (`vigil.store.foreground`): not only its store
-    reads but the whole request, so even one refused before it reads anything is counted."""
-    client, base, _ = api
-    marks: list[int] = []
-    real = store.foreground.reading
-
-    @contextlib.contextmanager
-    def reading() -> Iterator[None]:
-        marks.append(1)
-        try:
-            with real():
-                yield
-        finally:
-            marks.append(-1)
-
-    store.foreground.reading = reading  # type: ignore[method-assign]
-    try:
-        assert client.get("/api/v1/utilization/gpu-hours", params=params(base, step=-1)).status_code == 400
-        deadline = time.monotonic() + 5
-        while len(marks) < 2 and time.monotonic() < deadline:  # the dependency may end after the answer is sent
-            time.sleep(0.01)
-    finally:
-        del store.foreground.reading
-    assert marks == [1, -1]  # entered and left once, though nothing was read
