@@ -25,7 +25,8 @@ class SeriesIntervals:
         return len(self.current) + len(self.previous)
 
     def gap_s(self, series: int, time_ns: int) -> int:
-        """Whole seconds since `series`' previous point, then remember the later of the two; 0 when unknown."""
+        """Seconds since `series`' previous point, to the nearest, then remember the later of the two; 0 when
+        unknown (or less than half a second)."""
         last = self.current.get(series)
         if last is None:
             last = self.previous.get(series)
@@ -38,4 +39,5 @@ class SeriesIntervals:
             self.current[series] = last
             return 0
         self.current[series] = time_ns
-        return min((time_ns - last) // 1_000_000_000, MAX_GAP_S)
+        # to the nearest second: an exporter's 60 s period arrives as 59.9996 s as often as 60.0004 s
+        return min((time_ns - last + 500_000_000) // 1_000_000_000, MAX_GAP_S)

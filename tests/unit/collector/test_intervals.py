@@ -32,3 +32,12 @@ def test_the_map_holds_at_most_its_budget_and_forgets_the_oldest_generation() ->
         assert len(intervals) <= 10
     assert intervals.gap_s(99, NOW + 60 * S) == 60  # recent: still known
     assert intervals.gap_s(0, NOW + 60 * S) == 0  # long evicted: unknown again
+
+
+def test_an_interval_is_rounded_to_the_nearest_second_so_a_jittery_minute_is_a_minute() -> None:
+    intervals = SeriesIntervals(max_bytes=10 * ENTRY_BYTES)
+    t = NOW
+    assert intervals.gap_s(1, t) == 0
+    for gap_ns, want in ((59_999_600_000, 60), (60_000_400_000, 60), (999_900_000, 1), (400_000_000, 0)):
+        t += gap_ns
+        assert intervals.gap_s(1, t) == want
