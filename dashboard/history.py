@@ -72,6 +72,9 @@ class Asked:
     def hours(self) -> list[u.GroupHours]:
         return u.gpu_hours(self.ctx.store, self.query, **self.kw())
 
+    def simulated(self) -> bool:
+        return u.simulated(self.ctx.store, self.query, **self.kw())
+
     def top(self, order: str | None = None) -> list[u.GpuUsage]:
         order = order or self.order
         if order not in ("idle", "hot"):
@@ -194,7 +197,7 @@ def history_page(
     try:
         a = Asked(request, ctx)
         qs = query_string(a.query)
-        hours, idle, hot = a.hours(), a.top("idle"), a.top("hot")
+        hours, idle, hot, simulated = a.hours(), a.top("idle"), a.top("hot"), a.simulated()
     except (ParamError, QueryRejected, StoreQueryError) as exc:
         return render(request, "history.html", status=400, error=str(exc), **_form(request))
     return render(
@@ -206,6 +209,7 @@ def history_page(
         hours=hours,
         idle=idle,
         hot=hot,
+        simulated=simulated,  # the banner: some of these GPUs are Vigil's simulation, not hardware
         **a.meta,
         **_form(request),
     )

@@ -180,3 +180,11 @@ def test_anonymous_callers_are_refused(api: tuple[httpx.Client, int, list]) -> N
         assert page.status_code == 303 and page.headers["location"].startswith("/login?next=/history")
     finally:
         WHO["now"] = Principal("t", Role.VIEWER, "token")
+
+
+def test_the_page_says_when_the_gpus_it_shows_are_simulated(api: tuple[httpx.Client, int, list]) -> None:
+    client, base, _ = api
+    shown = client.get("/history", params=params(base))
+    assert shown.status_code == 200 and "Simulated data" in shown.text  # the fleet's GPUs carry vigil.simulated
+    none = client.get("/history", params=params(base, filter="team=nobody"))
+    assert none.status_code == 200 and "Simulated data" not in none.text

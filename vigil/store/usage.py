@@ -44,12 +44,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
-from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME
+from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME, SIMULATED
 from vigil.store import usage_hourly as hourly
 from vigil.store.client import Store
 from vigil.store.plan import QueryRejected, Resolution, SeriesPlan, plan_series
 from vigil.store.read import MAX_ROWS, NONE_LABEL, check_labels, filter_sql
 from vigil.store.schema import SchemaContext
+from vigil.store.schema_history import GAUGE_SERIES
 from vigil.store.series_cache import cache_of, speculate
 
 METRIC = GPU_UTILIZATION.name
@@ -342,3 +343,16 @@ def series(
             one = found[group] = UsageSeries({q.group_by: group}, [])
         one.points.append((int(bucket), float(value)))
     return UsageResult(list(found.values()), p.step, p.source)
+
+
+def simulated(store: Store, q: UsageQuery, *, ctx: SchemaContext = DEFAULT_CTX, now: float | None = None) -> bool:
+    """Whether any GPU the question reads is simulated (`vigil.simulated=true`), so a page can say so."""
+    p = plan(q, ctx=ctx, now=now)
+    params: dict[str, Any] = {"metric": METRIC, "uuid_key": GPU_UUID, "sim": SIMULATED, "start": p.start}
+    sql = (
+        f"SELECT count() FROM {GAUGE_SERIES}\n"
+        "WHERE MetricName = {metric:String} AND mapContains(Attributes, {uuid_key:String})\n"
+        "    AND ResourceAttributes[{sim:String}] = 'true' AND LastSeen >= toDateTime({start:UInt32}, 'UTC')"
+        f"{filter_sql(q.filters, params)}"
+    )
+    return bool(hourly.read_limited(store, sql, params, 1)[0][0])
