@@ -54,3 +54,22 @@ def insert(store: Store, rows: list[tuple[str, int, float, int]], block: int) ->
             ],
             ["MetricName", "ResourceAttributes", "Attributes", "TimeUnix", "Value", "IntervalSeconds"],
         )
+
+
+def close(a: Any, b: Any) -> None:
+    """Equal within floating-point error, through lists, tuples, dicts and dataclasses: answers read from
+    another table or in another order sum their floats in another order."""
+    if isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            close(x, y)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            close(a[k], b[k])
+    elif hasattr(a, "__dataclass_fields__"):
+        close(vars(a), vars(b))
+    else:
+        assert a == b

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, fleet, insert
+from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, answers, load_fresh
+from tests.rollup_answers import close
 from vigil.store import Store
 from vigil.store import usage as u
 from vigil.store import usage_hourly as hourly
@@ -35,10 +36,7 @@ def _insert_rows(store: Store, rows: list[tuple[Any, ...]]) -> None:
 
 @pytest.fixture(scope="module")
 def loaded(store: Store) -> tuple[Store, int]:
-    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
-        store.command(f"TRUNCATE TABLE {table}")
-    base = (int(time.time()) // DAY - DAYS - 1) * DAY
-    insert(store, fleet(base))
+    base = load_fresh(store)
     # GPU-m0: its pod changes at hour 5 (two series, one GPU and group), then its team at 10:30
     # (two groups inside one hour): the general path, not the one-series-per-GPU shortcut
     rows = []
@@ -49,34 +47,6 @@ def loaded(store: Store) -> tuple[Store, int]:
         rows.append(_row(t, value, {"host.name": "n9", "team": team, "k8s.pod.name": pod}))
     _insert_rows(store, rows)
     return store, base
-
-
-def _answers(store: Store, q: u.UsageQuery) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        m: [(s.labels, s.points) for s in u.series(store, q, m).series]  # type: ignore[arg-type]
-        for m in ("avg", "busy", "allocated")
-    }
-    out["hours"] = u.gpu_hours(store, q)
-    out["idle"] = u.top_gpus(store, q, "idle")
-    out["hot"] = u.top_gpus(store, q, "hot")
-    return out
-
-
-def _same(a: Any, b: Any) -> None:
-    if isinstance(a, float):
-        assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            _same(x, y)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            _same(a[k], b[k])
-    elif hasattr(a, "__dataclass_fields__"):
-        _same(vars(a), vars(b))
-    else:
-        assert a == b
 
 
 @pytest.mark.parametrize("step", [HOUR, 3 * HOUR])
@@ -92,10 +62,10 @@ def test_the_series_tables_answer_as_the_hourly_rollup(
     used = []
     real = hourly.series
     monkeypatch.setattr(hourly, "series", lambda *a: used.append(1) or real(*a))
-    fast = _answers(store, q)
+    fast = answers(store, q)
     assert used, "the 1-hour answers did not read the series tables"
     monkeypatch.setattr(u, "_hourly", lambda *a: None)  # the rollup with its maps, as before migration 12
-    _same(fast, _answers(store, q))
+    close(fast, answers(store, q))
 
 
 def test_one_series_per_gpu_answers_hours_and_top_from_the_lookup_and_the_totals(
@@ -116,17 +86,17 @@ def test_one_series_per_gpu_answers_hours_and_top_from_the_lookup_and_the_totals
     assert not any("{h:Array(UInt64)}" in sql for sql in reads)
     assert fast[0] and fast[1]
     monkeypatch.setattr(u, "_hourly", lambda *a: None)
-    _same(fast, (u.gpu_hours(store, q), u.top_gpus(store, q, "idle")))
+    close(fast, (u.gpu_hours(store, q), u.top_gpus(store, q, "idle")))
 
 
 def test_past_the_series_limit_the_rollup_answers(loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch) -> None:
     store, base = loaded
     q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
-    fast = _answers(store, q)
+    fast = answers(store, q)
     monkeypatch.setattr(hourly, "MAX_SERIES", 2)
     p = u.plan(q)
     assert hourly.series(store, q, p) is None
-    _same(fast, _answers(store, q))
+    close(fast, answers(store, q))
 
 
 def _contents(store: Store) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

@@ -5,20 +5,19 @@ remembered series is dropped when the series changed; a failed read does not bre
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, Point, fleet, insert
+from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, Point, answers, insert, load_fresh
+from tests.rollup_answers import close
 from vigil.store import Store, StoreQueryError, series_cache
 from vigil.store import usage as u
 from vigil.store import usage_hourly as hourly
 from vigil.store.plan import Resolution
-from vigil.store.schema import GAUGE, ROLLUP_1H, ROLLUP_1M
-from vigil.store.schema_history import GAUGE_HISTORY, GAUGE_SERIES
+from vigil.store.schema_history import GAUGE_SERIES
 
 QUESTIONS = [
     ("team", {}, HOUR),
@@ -31,10 +30,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def loaded(store: Store) -> tuple[Store, int]:
-    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
-        store.command(f"TRUNCATE TABLE {table}")
-    base = (int(time.time()) // DAY - DAYS - 1) * DAY
-    insert(store, fleet(base))
+    base = load_fresh(store)
     return store, base
 
 
@@ -43,37 +39,8 @@ def forget_series() -> None:
     series_cache._caches.clear()  # each test starts with no series remembered
 
 
-def answers(store: Store, q: u.UsageQuery) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        m: [(s.labels, s.points) for s in u.series(store, q, m).series]  # type: ignore[arg-type]
-        for m in ("avg", "busy", "allocated")
-    }
-    out["hours"] = u.gpu_hours(store, q)
-    out["idle"] = u.top_gpus(store, q, "idle")
-    out["hot"] = u.top_gpus(store, q, "hot")
-    return out
-
-
 def one_after_another(self: Store, calls: Sequence[Callable[[], Any]]) -> list[Any]:
     return [call() for call in calls]
-
-
-def close(a: Any, b: Any) -> None:
-    """Equal within floating-point error: the rollup read with its maps sums in another order."""
-    if isinstance(a, float):
-        assert a == pytest.approx(b, rel=1e-9, abs=1e-9)
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            close(x, y)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            close(a[k], b[k])
-    elif hasattr(a, "__dataclass_fields__"):
-        close(vars(a), vars(b))
-    else:
-        assert a == b
 
 
 @pytest.mark.parametrize(("group_by", "filters", "step"), QUESTIONS)

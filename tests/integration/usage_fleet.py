@@ -4,10 +4,13 @@ here in Python from the points themselves (an oracle that shares no SQL with the
 from __future__ import annotations
 
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from vigil.store import Store
+from vigil.store import usage as u
 from vigil.store.read import NONE_LABEL
 from vigil.store.schema import GAUGE
 
@@ -93,3 +96,27 @@ def expected(points: list[Point], key: str, step: int, threshold: float = 5.0) -
         hours[g][2] += step / HOUR if mean < threshold else 0.0
         gpus[g].add(uuid)
     return {"series": dict(series), "hours": {g: (*h, len(gpus[g])) for g, h in hours.items()}}
+
+
+def answers(store: Store, q: u.UsageQuery) -> dict[str, Any]:
+    """Every history answer to `q`: the three series measures, GPU-hours, and the idlest and hottest GPUs."""
+    out: dict[str, Any] = {
+        m: [(s.labels, s.points) for s in u.series(store, q, m).series]  # type: ignore[arg-type]
+        for m in ("avg", "busy", "allocated")
+    }
+    out["hours"] = u.gpu_hours(store, q)
+    out["idle"] = u.top_gpus(store, q, "idle")
+    out["hot"] = u.top_gpus(store, q, "hot")
+    return out
+
+
+def load_fresh(store: Store) -> int:
+    """Empty the gauge tables and their rollups, load the fleet two days back; return its base time."""
+    from vigil.store.schema import ROLLUP_1H, ROLLUP_1M
+    from vigil.store.schema_history import GAUGE_HISTORY
+
+    for table in (GAUGE, ROLLUP_1M, ROLLUP_1H, *GAUGE_HISTORY):
+        store.command(f"TRUNCATE TABLE {table}")
+    base = (int(time.time()) // DAY - DAYS - 1) * DAY
+    insert(store, fleet(base))
+    return base
