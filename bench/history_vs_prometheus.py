@@ -217,19 +217,19 @@ def wait_compacted(tsdb: Path, quiet_s: float, limit_s: float) -> int:
     return last
 
 
+def vigil_rows(url: str, sql: str) -> list[list[Any]]:
+    """The rows of `sql` from Vigil's read-only query API."""
+    r = httpx.post(f"{url}/api/v1/query", headers={"Authorization": f"Bearer {TOKEN}"}, json={"sql": sql}, timeout=60)
+    return r.json().get("rows", [])
+
+
 def wait_merged(url: str, quiet_s: float, limit_s: float) -> float:
     """Wait until Vigil's store has run no merge for `quiet_s` (the backfill's parts are merged, as
     Prometheus's blocks are compacted before it is asked); return the seconds waited."""
     started = time.monotonic()
     since = started
     while time.monotonic() - started < limit_s:
-        r = httpx.post(
-            f"{url}/api/v1/query",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            json={"sql": "SELECT count() FROM system.merges"},
-            timeout=60,
-        )
-        if r.json()["rows"][0][0]:
+        if vigil_rows(url, "SELECT count() FROM system.merges")[0][0]:
             since = time.monotonic()
         elif time.monotonic() - since >= quiet_s:
             break
@@ -242,13 +242,7 @@ def wait_outdated_removed(url: str, limit_s: float) -> float:
     `old_parts_lifetime`), so the data directory holds what the store keeps; return the seconds waited."""
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
-        r = httpx.post(
-            f"{url}/api/v1/query",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            json={"sql": "SELECT count() FROM system.parts WHERE NOT active"},
-            timeout=60,
-        )
-        if not r.json()["rows"][0][0]:
+        if not vigil_rows(url, "SELECT count() FROM system.parts WHERE NOT active")[0][0]:
             break
         time.sleep(5)
     return round(time.monotonic() - started, 1)
@@ -322,13 +316,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["queries"] = queries
         out["vigil_peak_rss_mb"] = round(peak_rss(vigil.pid) / 2**20)
         out["prometheus_peak_rss_mb"] = round(peak_rss(prom.pid) / 2**20)
-        tables = httpx.post(
-            f"{vigil.url}/api/v1/query",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            json={"sql": "SELECT table, sum(bytes_on_disk) FROM system.parts WHERE active GROUP BY table"},
-            timeout=60,
-        ).json()
-        by_table = {t: int(n) for t, n in tables.get("rows", [])}
+        tables = vigil_rows(vigil.url, "SELECT table, sum(bytes_on_disk) FROM system.parts WHERE active GROUP BY table")
+        by_table = {t: int(n) for t, n in tables}
         out["vigil_outdated_parts_wait_s"] = wait_outdated_removed(vigil.url, args.compaction_wait)
         out["vigil_bytes_per_sample"] = round(du(work / "vigil" / "clickhouse") / samples, 2)
         out["vigil_active_parts_bytes_per_sample"] = round(sum(by_table.values()) / samples, 2)
