@@ -81,12 +81,29 @@ def test_one_series_per_gpu_answers_hours_and_top_from_the_lookup_and_the_totals
     monkeypatch.setattr(hourly, "read_limited", lambda *a: reads.append(a[1]) or real(*a))
     fast = (u.gpu_hours(store, q), u.top_gpus(store, q, "idle"))
     assert len(reads) == 4  # two each: no read of per-GPU rows by bound arrays follows
-    assert sum(sql.startswith("SELECT SeriesHash, any(") for sql in reads) == 2
+    assert sum(sql.startswith("SELECT SeriesHash, Attributes[") for sql in reads) == 2  # the lookups
     assert sum(f"FROM {ROLLUP_1H_SERIES} FINAL" in sql for sql in reads) == 2
     assert not any("{h:Array(UInt64)}" in sql for sql in reads)
     assert fast[0] and fast[1]
     monkeypatch.setattr(u, "_hourly", lambda *a: None)
     close(fast, (u.gpu_hours(store, q), u.top_gpus(store, q, "idle")))
+
+
+@pytest.mark.parametrize("filters", [{}, {"host.name": "n9"}, {"team": NASTY}])
+def test_the_lookup_read_final_finds_what_grouping_finds(loaded: tuple[Store, int], filters: dict[str, str]) -> None:
+    """One node reads the series table FINAL, a cluster groups it: the same series, GPUs, groups, hosts
+    and last hours, from a table holding older rows of each series (as each insert adds one) not yet merged."""
+    store, base = loaded
+    store.command(
+        f"INSERT INTO {GAUGE_SERIES} SELECT MetricName, SeriesHash, ResourceAttributes, Attributes, "
+        f"LastSeen - INTERVAL 1 HOUR FROM {GAUGE_SERIES} FINAL"
+    )  # an older row changes no answer: the latest is kept
+    for start in (base, base + DAYS * DAY - HOUR):  # every series, and those seen in the last hour
+        q = u.UsageQuery(start, base + DAYS * DAY, HOUR, filters=filters, source=Resolution.HOUR)
+        p = u.plan(q)
+        final, grouped = (hourly.read_limited(store, *hourly.lookup_sql(q, p, one), 9999) for one in (True, False))
+        assert final == grouped
+        assert final or filters == {"team": NASTY}
 
 
 def test_past_the_series_limit_the_rollup_answers(loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,7 +160,7 @@ def test_codecs_change_and_the_exporter_columns_do_not(store: Store) -> None:
     rows = store.query_rows(
         "SELECT table, name, type, compression_codec FROM system.columns WHERE database = currentDatabase() "
         "AND table IN {t:Array(String)}",
-        {"t": [GAUGE, ROLLUP_1M, ROLLUP_1H]},
+        {"t": [GAUGE, ROLLUP_1M, ROLLUP_1H, ROLLUP_1H_SERIES]},
     )
     columns = {(t, n): (type_, codec) for t, n, type_, codec in rows}
     assert {n: ty for (t, n), (ty, _) in columns.items() if t == GAUGE} == flat_types(GAUGE)
@@ -159,6 +176,8 @@ def test_codecs_change_and_the_exporter_columns_do_not(store: Store) -> None:
         assert "RECOMPRESS CODEC(ZSTD(15))" in engine_full
         assert "T64" in columns[(rollup, "Count")][1]
         assert "ZSTD(3)" in columns[(rollup, "ResourceAttributes")][1]
+    for name in ("TimeBucket", "Sum", "Count"):  # migration 15: what every history read decodes, cheaply
+        assert columns[(ROLLUP_1H_SERIES, name)][1] == "CODEC(LZ4)"
 
 
 def test_a_history_read_does_not_wait_behind_the_shared_handle(store: Store) -> None:

@@ -29,7 +29,7 @@ from vigil.store.columns import EXP_HISTOGRAM as EXP_HISTOGRAM
 from vigil.store.columns import HISTOGRAM as HISTOGRAM
 from vigil.store.columns import SUM as SUM
 from vigil.store.columns import SUMMARY as SUMMARY
-from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES, m012_history_series
+from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES, m012_history_series, m015_series_read_codecs
 from vigil.store.schema_minutes import MINUTES as MINUTES
 from vigil.store.schema_minutes import own_minute_rows, raw_gauge_ttl
 from vigil.store.schema_rollups import (
@@ -505,6 +505,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(12, "history_series_and_codecs", m012_history_series),
     Migration(13, "plain_gauge_rollups", m013_plain_gauge_rollups),
     Migration(14, "own_minute_rows", own_minute_rows),
+    Migration(15, "series_read_codecs", m015_series_read_codecs),
 )
 
 # Tables whose TTL follows a setting, and how to render it; kept in step with the settings.
