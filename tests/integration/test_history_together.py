@@ -70,7 +70,7 @@ def test_the_two_reads_of_a_question_run_on_two_threads(
     real = store.read_rows
 
     def spy(sql: str, *a: Any, **kw: Any) -> Any:
-        kind = "lookup" if f"FROM {GAUGE_SERIES}\n" in sql else "rollup"  # q has no filter: no subquery
+        kind = "lookup" if f"FROM {GAUGE_SERIES} FINAL\n" in sql else "rollup"  # q has no filter: no subquery
         threads[kind] = threading.get_ident()
         return real(sql, *a, **kw)
 
