@@ -11,6 +11,7 @@ its hard limit with the connection limit kept well below it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import resource
@@ -229,6 +230,12 @@ class DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list[Any] | None = None) -> None:
         self.lifespan.state[lifecycle.SHUTTING_DOWN] = self.shutting_down
         await super().startup(sockets)
+        # What starting built (modules, the app, every service's state: a few hundred thousand objects)
+        # lives as long as the process. Frozen, it leaves the collector's generations, so a full
+        # collection walks only what came after: on the 256-GPU history store a full collection in the
+        # middle of a request took 30-76 ms before, and held every thread's Python for that long.
+        gc.collect()
+        gc.freeze()
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         started = time.monotonic()

@@ -39,3 +39,32 @@ def test_time_left_reads_the_deadline_the_server_set() -> None:
     state = SimpleNamespace(shutdown_deadline=time.monotonic() + 3.0)
     assert 2.0 < lifecycle.time_left(state, default=8.0) <= 3.0
     assert lifecycle.time_left(SimpleNamespace(shutdown_deadline=time.monotonic() - 1.0), default=8.0) == 0.0
+
+
+def test_what_starting_built_is_frozen_out_of_the_collector() -> None:
+    """Once started, the server freezes what exists (`gc.freeze`), so a full collection walks only what
+    came after, instead of the whole process in the middle of a request."""
+    import asyncio
+    import gc
+
+    import uvicorn
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # never asked
+        raise AssertionError(scope)
+
+    gc.unfreeze()
+    server = serve.DrainingServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"), 1.0)
+
+    async def run() -> int:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        frozen = gc.get_freeze_count()
+        server.should_exit = True
+        await task
+        return frozen
+
+    try:
+        assert asyncio.run(run()) > 1000
+    finally:
+        gc.unfreeze()
