@@ -159,13 +159,15 @@ def _indexed(rows: list[tuple[Any, ...]], sums: dict[int, tuple[Any, ...]] | Non
 
 def _totals_sql(lookup: str, q: UsageQuery, p: SeriesPlan, lookup_params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Each series' totals over the range: the columns `per_gpu` reads, computed as its
-    one-row-per-(series, hour) path computes them (FINAL rows, in the table's order). Without filters it
-    reads every series of the metric and the caller keeps the lookup's; with them only the lookup's."""
+    one-row-per-(series, hour) path computes them (FINAL rows, in the table's order; the samples' sum
+    from `Sum` itself and the latest hour converted once, where a mean times its count and a conversion
+    per row cost a millisecond of the read). Without filters it reads every series of the metric and
+    the caller keeps the lookup's; with them only the lookup's."""
     params = {**lookup_params, "end": p.end, "thr": float(q.idle_threshold), "cap": TOTALS_CAP}
     only = f"\n    AND SeriesHash IN (SELECT SeriesHash FROM ({lookup}))" if q.filters else ""
     sql = (
         "SELECT SeriesHash, count() AS n, sum(Sum / Count) AS busy, countIf(Sum / Count < {thr:Float64}) AS idle,\n"
-        "    sum(Sum / Count * Count) AS vsum, sum(Count) AS samples, max(toUnixTimestamp(TimeBucket)) AS last\n"
+        "    sum(Sum) AS vsum, sum(Count) AS samples, toUnixTimestamp(max(TimeBucket)) AS last\n"
         f"FROM {ROLLUP_1H_SERIES} FINAL\n"
         "WHERE MetricName = {metric:String}\n"
         "    AND TimeBucket >= toDateTime({start:UInt32}, 'UTC') AND TimeBucket < toDateTime({end:UInt32}, 'UTC')"
@@ -185,18 +187,19 @@ def _span(p: SeriesPlan, s: Series, params: dict[str, Any]) -> str:
 
 
 def _per_gpu_bucket(p: SeriesPlan, s: Series, params: dict[str, Any], single_node: bool) -> str:
-    """One row per GPU and bucket with data: `k`, `bucket`, its mean `mean_b` and sample count `n_b`."""
+    """One row per GPU and bucket with data: `k`, `bucket`, its mean `mean_b`, sample count `n_b` and
+    sample sum `s_b`."""
     span = _span(p, s, params)
     gpu = "transform(SeriesHash, {h:Array(UInt64)}, {k:Array(UInt32)}, toUInt32(0))"
     if single_node and s.one_per_gpu and p.step == HOUR_S:
         # a (series, hour) row is a (GPU, bucket) once FINAL has summed its unmerged parts
         return (
-            f"SELECT {gpu} AS k, toUnixTimestamp(TimeBucket) AS bucket, Sum / Count AS mean_b, Count AS n_b\n"
+            f"SELECT {gpu} AS k, toUnixTimestamp(TimeBucket) AS bucket, Sum / Count AS mean_b, Count AS n_b, Sum AS s_b\n"
             + span.replace("{final}", " FINAL")
         )
     bucket = "intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32}"
     return (
-        f"SELECT {gpu} AS k, {bucket} AS bucket, sum(Sum) / sum(Count) AS mean_b, sum(Count) AS n_b\n"
+        f"SELECT {gpu} AS k, {bucket} AS bucket, sum(Sum) / sum(Count) AS mean_b, sum(Count) AS n_b, sum(Sum) AS s_b\n"
         + span.replace("{final}", " FINAL" if single_node else "")
         + "\nGROUP BY k, bucket"
     )
@@ -250,7 +253,7 @@ def per_gpu(store: Store, q: UsageQuery, p: SeriesPlan, s: Series, single_node: 
     params: dict[str, Any] = {"thr": float(q.idle_threshold)}
     inner = _per_gpu_bucket(p, s, params, single_node)
     sql = (
-        "SELECT k, count(), sum(mean_b), countIf(mean_b < {thr:Float64}), sum(mean_b * n_b), sum(n_b), max(bucket)\n"
+        "SELECT k, count(), sum(mean_b), countIf(mean_b < {thr:Float64}), sum(s_b), sum(n_b), max(bucket)\n"
         f"FROM ({inner})\nGROUP BY k"
     )
     return {
