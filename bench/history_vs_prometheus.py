@@ -27,7 +27,9 @@ Questions over [start, end) (whole hours), asked through each system's HTTP API:
 Each system is timed alone: the other server is paused (SIGSTOP) while one is asked, then resumed. On a
 two-core machine the idle one's own work (Prometheus's garbage collection after its heavy queries and its
 compactor, Vigil's rule evaluator) otherwise lands on the same cores and is timed as the asked one's
-latency; each system's own background work still runs while it is timed.
+latency; each system's own background work still runs while it is timed. Each is asked 3 s after the
+other's pause (`alone`), once the work its own pause held back has run, and this script's garbage
+collector is off while it times the calls (`timed`), as `timeit` does.
 The answers must agree within 1 %. Printed per system: the median of `--runs` runs after a warm-up,
 the ratio, peak memory (the server process's VmHWM), and disk bytes per sample: the data directory
 (`du`, which counts parts a merge replaced until the store deletes them, minutes later), the active
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -101,21 +104,39 @@ def du(path: Path) -> int:
 
 
 def timed(call: Any, runs: int) -> tuple[float, Any]:
-    """Median seconds of `runs` calls after one warm-up, and the last answer."""
+    """Median seconds of `runs` calls after one warm-up, and the last answer.
+
+    This process's garbage collector is off while the calls run, as `timeit` has it: it holds the
+    fleet and every parsed answer, so a full collection here took 18-43 ms, which landed on whichever
+    call allocated past the threshold (measured: one Vigil Q1 call in 26 at 64 ms against 20)."""
     answer = call()
     times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        answer = call()
-        times.append(time.perf_counter() - started)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(runs):
+            started = time.perf_counter()
+            answer = call()
+            times.append(time.perf_counter() - started)
+    finally:
+        gc.enable()
     return statistics.median(times), answer
+
+
+SETTLE_S = 3.0
 
 
 @contextlib.contextmanager
 def alone(*others: LocalService) -> Any:
-    """The other servers paused while the block runs (see the module's note), resumed after it."""
+    """The other servers paused while the block runs (see the module's note), resumed after it.
+
+    The block starts `SETTLE_S` after the pause: the server about to be asked was itself paused for
+    the previous block, and resumes with that time's scheduled work due at once (Vigil's rule groups
+    every 2 s, Prometheus's housekeeping). Timed straight away, that catch-up was timed too (Vigil's
+    GPU-hours: 21-26 ms right after a 6 s pause against 14-17 ms without one)."""
     for other in others:
         os.kill(other.pid, signal.SIGSTOP)
+    time.sleep(SETTLE_S)
     try:
         yield
     finally:
