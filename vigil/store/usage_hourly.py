@@ -194,8 +194,8 @@ def _per_gpu_bucket(p: SeriesPlan, s: Series, params: dict[str, Any], single_nod
     if single_node and s.one_per_gpu and p.step == HOUR_S:
         # a (series, hour) row is a (GPU, bucket) once FINAL has summed its unmerged parts
         return (
-            f"SELECT {gpu} AS k, toUnixTimestamp(TimeBucket) AS bucket, Sum / Count AS mean_b, Count AS n_b, Sum AS s_b\n"
-            + span.replace("{final}", " FINAL")
+            f"SELECT {gpu} AS k, toUnixTimestamp(TimeBucket) AS bucket,\n"
+            "    Sum / Count AS mean_b, Count AS n_b, Sum AS s_b\n" + span.replace("{final}", " FINAL")
         )
     bucket = "intDiv(toUnixTimestamp(TimeBucket), {step:UInt32}) * {step:UInt32}"
     return (
