@@ -895,3 +895,9 @@ SELECT MetricName, ServiceName, ResourceAttributes, Attributes,
 FROM otel_metrics_gauge
 WHERE IntervalSeconds >= 60;
 
+-- 015 series_read_codecs
+ALTER TABLE vigil_metrics_gauge_1h_series_local ON CLUSTER `vigil`
+    MODIFY COLUMN TimeBucket DateTime CODEC(LZ4),
+    MODIFY COLUMN Sum Float64 CODEC(LZ4),
+    MODIFY COLUMN Count UInt64 CODEC(LZ4);
+
