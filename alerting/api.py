@@ -29,6 +29,7 @@ from alerting.shapes import (
 from alerting.state import Transition
 from vigil.access import Principal, Role, require
 from vigil.http import read_body
+from vigil.providers import provided, unbound
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_HISTORY = 1000
@@ -60,9 +61,11 @@ class Alerting(Protocol):
     def receivers(self) -> list[str]: ...
 
 
-def get_alerting() -> Alerting:
-    """A placeholder: `AlertingService` binds the real one through the app's dependency overrides."""
-    raise RuntimeError("no alerting bound: mount this router through alerting.service.AlertingService")
+async def get_alerting(request: Request) -> Alerting:
+    """A placeholder: `AlertingService` binds the real one (`vigil.providers`)."""
+    return await provided(
+        request, get_alerting, unbound("no alerting bound: mount this router through alerting.service.AlertingService")
+    )
 
 
 def parse_silence(raw: bytes, now: float, who: str = "") -> SilenceRequest:

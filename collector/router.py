@@ -25,6 +25,7 @@ from collector.errors import (
 )
 from collector.service import Collector
 from vigil import lifecycle
+from vigil.providers import provided, unbound
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,13 @@ _RPC_CODE = {400: 3, 401: 16, 408: 4, 413: 8, 415: 3, 422: 3, 429: 8, 500: 13, 5
 CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection before the answer"
 
 
-def get_collector() -> Collector:
-    """A placeholder: `CollectorService` binds the real one through the app's dependency overrides."""
-    raise RuntimeError("no Collector bound: mount this router through collector.plugin.CollectorService")
+async def get_collector(request: Request) -> Collector:
+    """A placeholder: `CollectorService` binds the real one (`vigil.providers`)."""
+    return await provided(
+        request,
+        get_collector,
+        unbound("no Collector bound: mount this router through collector.plugin.CollectorService"),
+    )
 
 
 def _answer_media(content_type: str | None) -> str:

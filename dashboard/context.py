@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from fastapi import Request
+
 from vigil.kernel import ServiceContext
+from vigil.providers import provided, unbound
 from vigil.store.fleet_cache import FleetCache
 
+_NO_DASHBOARD = "no dashboard bound: mount these routers through dashboard.service.DashboardService"
 
-def service_context() -> ServiceContext:
-    """Placeholder: `DashboardService` binds its context through the app's dependency overrides."""
-    raise RuntimeError("no dashboard bound: mount these routers through dashboard.service.DashboardService")
+
+async def service_context(request: Request) -> ServiceContext:
+    """Placeholder: `DashboardService` binds its context (`vigil.providers`)."""
+    return await provided(request, service_context, unbound(_NO_DASHBOARD))
 
 
 def now_s(ctx: ServiceContext) -> float:
@@ -16,6 +21,6 @@ def now_s(ctx: ServiceContext) -> float:
     return ctx.clock() / 1e9
 
 
-def fleet_cache() -> FleetCache:
+async def fleet_cache(request: Request) -> FleetCache:
     """Placeholder: `DashboardService` binds its one `FleetCache`, shared by the fleet page and the API."""
-    raise RuntimeError("no dashboard bound: mount these routers through dashboard.service.DashboardService")
+    return await provided(request, fleet_cache, unbound(_NO_DASHBOARD))

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.access import Principal, Role, require
 from vigil.http import answer
+from vigil.providers import provided, unbound
 from vigil.runbook_view import REFUSAL_STATUS, RunbooksView
 
 router = APIRouter(prefix="/api/v1", tags=["runbooks"])
 
 
-def get_runbooks() -> RunbooksView:
-    """Placeholder: `RunbooksService` binds itself through the app's dependency overrides."""
-    raise RuntimeError("no runbooks bound: mount this router through runbooks.service.RunbooksService")
+async def get_runbooks(request: Request) -> RunbooksView:
+    """Placeholder: `RunbooksService` binds itself (`vigil.providers`)."""
+    return await provided(
+        request, get_runbooks, unbound("no runbooks bound: mount this router through runbooks.service.RunbooksService")
+    )
 
 
 # Dependencies as module-level values: the same objects on every route, and no call in a default.

@@ -17,13 +17,14 @@ import logging
 from typing import Any, Literal
 
 import httpx
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from vigil.access import Principal, Role, require
 from vigil.kernel import RunPlan
 from vigil.logs import event
+from vigil.providers import provided, unbound
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +205,13 @@ def _detail(body: Any) -> str:
     return str(body)[:500]
 
 
-def get_drill_faults() -> DrillFaults:
-    """Placeholder: `RunbooksService` binds its `DrillFaults` through the app's dependency overrides."""
-    raise RuntimeError("no drill faults bound: mount this router through runbooks.service.RunbooksService")
+async def get_drill_faults(request: Request) -> DrillFaults:
+    """Placeholder: `RunbooksService` binds its `DrillFaults` (`vigil.providers`)."""
+    return await provided(
+        request,
+        get_drill_faults,
+        unbound("no drill faults bound: mount this router through runbooks.service.RunbooksService"),
+    )
 
 
 router = APIRouter(prefix="/api/v1/drill", tags=["drill"])

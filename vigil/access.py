@@ -12,8 +12,8 @@ other services (alerting, runbooks) only declare what they need:
     @router.get("/alerts")  # a page: an anonymous visitor is sent to /login instead of a 401
     def page(who: Principal = Depends(require(Role.VIEWER, page=True))): ...
 
-`authenticate` and `csrf_checker` are placeholders: the dashboard's service binds the real ones through
-the app's dependency overrides. Without it nobody is authenticated, so every guarded route refuses.
+`authenticate` and `csrf_checker` are placeholders: the dashboard's service binds the real ones
+(`vigil.providers`). Without it nobody is authenticated, so every guarded route refuses.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import Literal
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
+
+from vigil.providers import fallback, provided
 
 
 class Role(IntEnum):
@@ -55,9 +57,9 @@ class Principal:
     via: Literal["session", "token"]
 
 
-def authenticate(request: Request) -> Principal | None:
+async def authenticate(request: Request) -> Principal | None:
     """Placeholder: the caller, or None when anonymous. The dashboard's auth binds the real one."""
-    return None
+    return await provided(request, authenticate, fallback(None))
 
 
 CsrfCheck = Callable[[Request], Awaitable[None]]
@@ -68,9 +70,9 @@ async def _no_csrf(request: Request) -> None:
     raise HTTPException(403, "CSRF protection is not configured")
 
 
-def csrf_checker() -> CsrfCheck:
+async def csrf_checker(request: Request) -> CsrfCheck:
     """Placeholder: the dashboard's auth binds the real check."""
-    return _no_csrf
+    return await provided(request, csrf_checker, fallback(_no_csrf))
 
 
 class LoginRequired(HTTPException):

@@ -26,6 +26,7 @@ from runbooks.service import RunbooksService
 from vigil import lifecycle
 from vigil.health import ChildState, HealthMonitor
 from vigil.kernel import RunPlan, Service, ServiceContext, ServiceFactory
+from vigil.providers import bind
 from vigil.settings import Settings
 from vigil.store import Store
 
@@ -140,7 +141,7 @@ def create_app(
     for service in built:
         for router in service.routers:
             app.include_router(router)
-        app.dependency_overrides.update(service.providers)
+        bind(app.state, service.providers)
 
     @app.get("/healthz", summary="200 when the store, every service and every child is healthy; 503 names which not")
     async def healthz() -> JSONResponse:

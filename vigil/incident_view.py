@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+from fastapi import Request
+
+from vigil.providers import fallback, provided
 from vigil.views import ViewError
 
 Status = Literal["open", "resolved", "all"]
@@ -61,6 +64,6 @@ class IncidentsView(Protocol):
         ...
 
 
-def incidents_view() -> IncidentsView | None:
+async def incidents_view(request: Request) -> IncidentsView | None:
     """Placeholder: alerting binds its view; None means alerting is not running."""
-    return None
+    return await provided(request, incidents_view, fallback(None))

@@ -151,8 +151,8 @@ class Service(Protocol):
     """A feature that runs inside `vigil up`'s process.
 
     `create_app` builds each registered service from one `ServiceContext`, mounts its `routers`,
-    binds its `providers` (FastAPI dependency overrides: a placeholder dependency its routers
-    declare → the function giving this service's object, so routers need no app-wide globals),
+    binds its `providers` (`vigil.providers`: a placeholder dependency its routers declare → the
+    function giving this service's object, so routers need no app-wide globals),
     calls `start()` before the first request and `close(timeout_s)` after the last, in reverse order.
     `health()` must answer from memory at once: `/healthz` calls it from a probe thread every second.
     """

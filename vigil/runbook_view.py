@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from fastapi import Request
+
+from vigil.providers import fallback, provided
+
 
 class RunbookRequestError(ValueError):
     """A request the runbook service refuses; the message says why and what would work."""
@@ -80,6 +84,6 @@ class RunbooksView(Protocol):
     def cancel(self, run_id: str, who: str) -> dict[str, Any]: ...
 
 
-def runbooks_view() -> RunbooksView | None:
+async def runbooks_view(request: Request) -> RunbooksView | None:
     """Placeholder: the runbook service binds its view; None means runbooks are not running."""
-    return None
+    return await provided(request, runbooks_view, fallback(None))

@@ -1,7 +1,7 @@
 """Interfaces one service offers another inside `vigil up`, handed in by the composition root.
 
 Feature packages never import one another. A service that offers a view binds it through its
-`providers` (FastAPI dependency overrides) for the placeholder below; a service that reads it
+`providers` (`vigil.providers`) for the placeholder below; a service that reads it
 declares `Depends(alerts_view)` and gets None when the offering service is not running, which its
 pages show as "alerting not configured".
 
@@ -12,6 +12,10 @@ Values are JSON-ready dicts in the shapes of the offering service's own API (`/a
 from __future__ import annotations
 
 from typing import Any, Protocol
+
+from fastapi import Request
+
+from vigil.providers import fallback, provided
 
 
 class ViewError(ValueError):
@@ -51,6 +55,6 @@ class AlertsView(Protocol):
         ...
 
 
-def alerts_view() -> AlertsView | None:
+async def alerts_view(request: Request) -> AlertsView | None:
     """Placeholder: the alerting service binds its view; None means alerting is not running."""
-    return None
+    return await provided(request, alerts_view, fallback(None))

@@ -134,7 +134,7 @@ def client(store: Store, tmp_path_factory: pytest.TempPathFactory, alerts: FakeA
     app = create_app(Settings(data=data), store, plan, services=(DashboardService,))
     app.dependency_overrides[authenticate] = lambda: Principal("viewer", Role.VIEWER, "token")
     app.dependency_overrides[alerts_view] = lambda: alerts
-    ctx = app.dependency_overrides[service_context].value  # create_app builds it: pin its clock to the data
+    ctx = app.state.providers.bound[service_context].value  # create_app builds it: pin its clock to the data
     object.__setattr__(ctx, "clock", lambda: NOW * 10**9)
     with TestClient(app) as c:
         yield c

@@ -92,7 +92,7 @@ def client(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
     plan = RunPlan(host="127.0.0.1", port=1, url="http://127.0.0.1:1", data=Path(data))
     app = create_app(Settings(data=data), store, plan, services=(DashboardService,))
     app.dependency_overrides[authenticate] = lambda: Principal("viewer", Role.VIEWER, "token")
-    ctx = app.dependency_overrides[service_context].value
+    ctx = app.state.providers.bound[service_context].value
     object.__setattr__(ctx, "clock", lambda: NOW * 10**9)
     with TestClient(app) as c:
         yield c

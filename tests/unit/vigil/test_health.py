@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.testclient import TestClient
 
 from vigil.app import create_app
 from vigil.health import HealthMonitor
 from vigil.kernel import Health, RunPlan, ServiceContext
+from vigil.providers import provided, unbound
 from vigil.settings import Settings
 from vigil.supervisor import ChildHealth
 
@@ -27,8 +28,8 @@ class FakeStore:
         return self.reachable
 
 
-def needs_thing() -> str:
-    raise AssertionError("the service's provider replaces this placeholder")
+async def needs_thing(request: Request) -> str:
+    return await provided(request, needs_thing, unbound("the service's provider answers this placeholder"))
 
 
 thing_router = APIRouter()
