@@ -25,11 +25,11 @@ def _app() -> FastAPI:
     app = FastAPI()
 
     @app.get("/thing")
-    async def get_thing(value: str | None = Depends(thing)) -> dict[str, Any]:  # noqa: B008
+    async def get_thing(value: str | None = Depends(thing)) -> dict[str, Any]:
         return {"value": value}
 
     @app.get("/required")
-    async def get_required(value: str = Depends(required)) -> dict[str, Any]:  # noqa: B008
+    async def get_required(value: str = Depends(required)) -> dict[str, Any]:
         return {"value": value}
 
     return app
