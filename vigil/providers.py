@@ -42,9 +42,9 @@ class Providers:
             self.bound[placeholder] = provider
             self._calls[placeholder] = _caller(placeholder, provider)
 
-    async def answer(self, request: Request, placeholder: Callable[..., T], unbound: Callable[[], T]) -> T:
+    async def answer(self, request: Request, placeholder: Callable[..., T], missing: Callable[[], T]) -> T:
         call = self._calls.get(placeholder)
-        return unbound() if call is None else await call(request)
+        return missing() if call is None else await call(request)
 
 
 def _caller(placeholder: Callable[..., Any], provider: Provider) -> Callable[[Request], Awaitable[Any]]:
@@ -73,10 +73,10 @@ def bind(state: Any, providers: Mapping[Callable[..., Any], Provider]) -> Provid
     return table
 
 
-async def provided(request: Request, placeholder: Callable[..., T], unbound: Callable[[], T]) -> T:
-    """What the app bound for `placeholder`, asked with this request; `unbound()` where nothing is."""
+async def provided(request: Request, placeholder: Callable[..., T], missing: Callable[[], T]) -> T:
+    """What the app bound for `placeholder`, asked with this request; `missing()` where nothing is."""
     table = getattr(request.app.state, STATE_KEY, None)
-    return unbound() if table is None else await table.answer(request, placeholder, unbound)
+    return missing() if table is None else await table.answer(request, placeholder, missing)
 
 
 def unbound(message: str) -> Callable[[], NoReturn]:

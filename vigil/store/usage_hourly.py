@@ -72,7 +72,7 @@ def read_limited(store: Store, sql: str, params: dict[str, Any], max_rows: int) 
         raise StoreQueryError(f"the store failed a read: {exc}") from None
 
 
-def lookup_sql(q: UsageQuery, p: SeriesPlan, single_node: bool = True) -> tuple[str, dict[str, Any]]:
+def lookup_sql(q: UsageQuery, p: SeriesPlan, single_node: bool) -> tuple[str, dict[str, Any]]:
     """The GPU series that match `q`'s filters and were seen in its range, one more than `MAX_SERIES` at most.
 
     On one node the series table is read FINAL, a row per series (its latest, as the table keeps them),
