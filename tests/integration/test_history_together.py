@@ -1,6 +1,8 @@
 """History reads side by side against the real embedded store: a question's two reads run at once on the
 history handles and answer exactly as one after the other, run after run; an average read from the
-remembered series is dropped when the series changed; a failed read does not break the next."""
+remembered series is dropped when the series changed; GPU-hours and top GPUs read their totals alone
+once their series are named, and answer exactly as with the lookup; a failed read does not break the
+next."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import pytest
 
 from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, Point, answers, insert, load_fresh
 from tests.rollup_answers import close
-from vigil.store import Store, StoreQueryError, series_cache
+from vigil.store import Store, StoreQueryError, series_cache, series_names
 from vigil.store import usage as u
 from vigil.store import usage_hourly as hourly
 from vigil.store.plan import Resolution
-from vigil.store.schema_history import GAUGE_SERIES
+from vigil.store.schema import GAUGE
+from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES
 
 QUESTIONS = [
     ("team", {}, HOUR),
@@ -36,7 +39,8 @@ def loaded(store: Store) -> tuple[Store, int]:
 
 @pytest.fixture(autouse=True)
 def forget_series() -> None:
-    series_cache._caches.clear()  # each test starts with no series remembered
+    series_cache.cache_of.clear()  # each test starts with no series remembered, and none named
+    series_names.names_of.clear()
 
 
 def one_after_another(self: Store, calls: Sequence[Callable[[], Any]]) -> list[Any]:
@@ -53,7 +57,7 @@ def test_reads_at_once_answer_exactly_as_one_after_another(
     together = [answers(store, q), answers(store, q)]
     with monkeypatch.context() as m:
         m.setattr(Store, "read_together", one_after_another)
-        series_cache._caches.clear()
+        series_cache.cache_of.clear()
         apart = [answers(store, q), answers(store, q)]
     assert together[0] == together[1] == apart[0] == apart[1]  # bit for bit, not within rounding
     close(together[0], answers(store, replace(q, source=Resolution.RAW)))  # the raw rows' SQL
@@ -98,7 +102,7 @@ def test_a_series_new_between_two_questions_is_in_the_second_answer(loaded: tupl
     second = answers(store, q)
     assert [s[0] for s in second["avg"]] == [{"team": "north-a"}, {"team": "north-b"}]
     assert [h.gpus for h in second["hours"]] == [1, 1]
-    series_cache._caches.clear()
+    series_cache.cache_of.clear()
     assert answers(store, q) == second  # the same as asked with nothing remembered
 
 
@@ -136,3 +140,78 @@ def test_the_cluster_path_answers_as_the_rollup_does(
     assert clustered[0] == clustered[1]
     monkeypatch.setattr(u, "_hourly", lambda *a: None)
     close(clustered[0], answers(store, q))
+
+
+def _kinds(monkeypatch: pytest.MonkeyPatch, store: Store) -> list[str]:
+    """What each read of `store` reads, in order: the series `lookup`, `names` by hashes, or the `totals`."""
+    kinds: list[str] = []
+    real = store.read_rows
+
+    def spy(sql: str, *a: Any, **kw: Any) -> Any:
+        if f"FROM {ROLLUP_1H_SERIES} FINAL\n" in sql:
+            kinds.append("totals")
+        elif f"FROM {GAUGE_SERIES} FINAL\n" in sql:
+            kinds.append("lookup")
+        else:
+            kinds.append("names" if "SeriesHash IN {h:Array(UInt64)}" in sql else sql)
+        return real(sql, *a, **kw)
+
+    monkeypatch.setattr(store, "read_rows", spy)
+    return kinds
+
+
+def _hours_and_top(store: Store, q: u.UsageQuery) -> tuple[Any, ...]:
+    return u.gpu_hours(store, q), u.top_gpus(store, q, "idle"), u.top_gpus(store, q, "hot")
+
+
+@pytest.mark.parametrize("group_by", ["team", "host.name"])
+def test_named_series_let_a_question_read_its_totals_alone_and_answer_the_same(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch, group_by: str
+) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, group_by=group_by, source=Resolution.HOUR)
+    kinds = _kinds(monkeypatch, store)
+    first = _hours_and_top(store, q)
+    assert sorted(kinds[:2]) == ["lookup", "totals"]  # nothing named yet: the lookup beside the totals
+    kinds.clear()
+    again = _hours_and_top(store, q)
+    assert kinds == ["totals"] * 3
+    assert again == first  # bit for bit
+    filtered = replace(q, filters={"k8s.cluster.name": "east"})
+    kinds.clear()
+    u.gpu_hours(store, filtered)
+    assert sorted(kinds) == ["lookup", "totals"]  # a filter is the lookup's to apply
+
+
+def test_series_not_named_yet_are_looked_up_by_their_hashes(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
+    first = _hours_and_top(store, q)
+    hashes = [int(h) for (h,) in store.read_rows(f"SELECT DISTINCT SeriesHash FROM {GAUGE_SERIES}")]
+    named = series_names.names_of(store).get("gpu.utilization", "team", hashes)
+    series_names.names_of.clear()
+    series_names.names_of(store).put("gpu.utilization", "team", sorted(named.items())[1:])  # one forgotten
+    kinds = _kinds(monkeypatch, store)
+    assert _hours_and_top(store, q) == first
+    assert kinds == ["totals", "names", "totals", "totals"]  # the forgotten one once, then named again
+
+
+def test_a_series_without_a_gpu_is_named_so_and_left_out(loaded: tuple[Store, int]) -> None:
+    store, base = loaded
+    gone = base - 10 * DAY  # a day of its own, before every other test's range
+    store.insert_columns(
+        GAUGE,
+        [["gpu.utilization"] * 60, [{"host.name": "n-odd"}] * 60, [{"gpu.index": "0"}] * 60,
+         [(gone + 60 * i) * 10**9 for i in range(60)], [50.0] * 60],
+        ["MetricName", "ResourceAttributes", "Attributes", "TimeUnix", "Value"],
+    )  # fmt: skip
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
+    u.gpu_hours(store, q)  # names the fleet's series
+    odd = replace(q, start=gone, end=gone + DAY)
+    assert u.gpu_hours(store, odd) == [] and u.top_gpus(store, odd, "idle") == []
+    (odd_hash,) = store.read_rows(
+        f"SELECT SeriesHash FROM {GAUGE_SERIES} WHERE ResourceAttributes['host.name'] = 'n-odd'"
+    )[0]
+    assert series_names.names_of(store).get("gpu.utilization", "team", [int(odd_hash)]) == {int(odd_hash): None}

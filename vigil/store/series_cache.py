@@ -16,13 +16,11 @@ hold in Python (`series_bytes`).
 from __future__ import annotations
 
 import sys
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 from vigil.store.client import Store
+from vigil.store.memo import ByteLru, PerStore
 from vigil.store.usage_hourly import Series
 
 T = TypeVar("T")
@@ -40,56 +38,28 @@ def series_bytes(s: Series) -> int:
     return size
 
 
-class SeriesCache:
+class SeriesCache(ByteLru[Key, Series]):
     """The last `Series` per question key, at most `max_bytes` in all."""
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[Key, tuple[Series, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    @property
-    def bytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._entries)
+        super().__init__(max_bytes)
 
     def get(self, key: Key) -> Series | None:
         with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                return None
-            self._entries.move_to_end(key)
-            return found[0]
+            found = self._get(key)
+            return None if found is None else found[0]
 
     def put(self, key: Key, s: Series | None) -> None:
         """Remember `s` for `key` (None, or a series past the whole bound: forget the key)."""
         size = series_bytes(s) if s is not None else 0
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            if s is None or size > self.max_bytes:
-                return
-            while self._entries and self._bytes + size > self.max_bytes:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self._bytes -= dropped
-            self._entries[key] = (s, size)
-            self._bytes += size
+            if s is None:
+                self._pop(key)
+            else:
+                self._put(key, s, size)
 
 
-_caches: weakref.WeakKeyDictionary[Store, SeriesCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
-
-
-def cache_of(store: Store) -> SeriesCache:
-    with _caches_lock:
-        found = _caches.get(store)
-        if found is None:
-            found = _caches[store] = SeriesCache()
-        return found
+cache_of: PerStore[SeriesCache] = PerStore(SeriesCache)
 
 
 def speculate(store: Store, key: Key, lookup: Callable[[], Series | None], answer: Callable[[Series], T]) -> T | None:

@@ -21,6 +21,7 @@ from vigil.store.client import Store, StoreQueryError
 from vigil.store.plan import SeriesPlan
 from vigil.store.read import NONE_LABEL, filter_sql
 from vigil.store.schema_history import GAUGE_SERIES, ROLLUP_1H_SERIES
+from vigil.store.series_names import SeriesNames, names_of
 
 if TYPE_CHECKING:
     from vigil.store.usage import GpuUsage, GroupHours, UsageQuery
@@ -117,17 +118,58 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> 
         rows = read_limited(store, lookup, params, MAX_SERIES + 1)
         return _indexed(rows, None) if len(rows) <= MAX_SERIES else None
     sums_sql, sums_params = _totals_sql(lookup, q, p, params)
+    names = names_of(store)
+    if not q.filters and names.knows(GPU_UTILIZATION.name, q.group_by):
+        named = _named(store, q, sums_sql, sums_params, names)
+        if named is not None:
+            return named
     rows, sums = store.read_together(
         [
             lambda: read_limited(store, lookup, params, MAX_SERIES + 1),
             lambda: read_limited(store, sums_sql, sums_params, TOTALS_CAP),
         ]
     )
+    names.put(GPU_UTILIZATION.name, q.group_by, [(int(r[0]), (r[1], r[2], r[3])) for r in rows])
     if len(rows) > MAX_SERIES:
         return None
     if len(sums) >= TOTALS_CAP:  # series the lookup does not name (no gpu.uuid) filled the cap: read per GPU
         return _indexed(rows, None)
     return _indexed(rows, {int(row[0]): row[1:] for row in sums})
+
+
+def _named(
+    store: Store, q: UsageQuery, sums_sql: str, sums_params: dict[str, Any], names: SeriesNames
+) -> Series | None:
+    """`series(..., totals=True)` of a question without filters, from its totals alone: every series
+    with rows in the range is named from `names` (`vigil.store.series_names`), those not named yet
+    looked up by their hashes. The same `Series`, in the same order, as the lookup beside the totals
+    gives: the lookup's series without rows in the range add nothing to an answer, and a series with
+    rows in the range was seen in it. None where that path must answer instead: totals past their
+    cap, more than `MAX_SERIES` GPU series, or a GPU with several series (the lookup picks its host)."""
+    sums = read_limited(store, sums_sql, sums_params, TOTALS_CAP)
+    if len(sums) >= TOTALS_CAP:
+        return None
+    metric = GPU_UTILIZATION.name
+    hashes = sorted(int(row[0]) for row in sums)  # the lookup's order
+    known = names.get(metric, q.group_by, hashes)
+    missing = [h for h in hashes if h not in known]
+    if missing:
+        sql = (
+            f"SELECT SeriesHash, mapContains(Attributes, {{uuid_key:String}}), Attributes[{{uuid_key:String}}],\n"
+            f"    {_GROUP}, ResourceAttributes[{{host_key:String}}]\n"
+            f"FROM {GAUGE_SERIES}\nWHERE MetricName = {{metric:String}} AND SeriesHash IN {{h:Array(UInt64)}}"
+        )
+        params = {"metric": metric, "uuid_key": GPU_UUID, "host_key": HOST_NAME, "gkey": q.group_by, "none": NONE_LABEL}
+        rows = read_limited(store, sql, {**params, "h": missing}, TOTALS_CAP)
+        # rows of one hash name the same maps: any of them will do
+        found = {int(h): ((uuid, g, host) if has else None) for h, has, uuid, g, host in rows}
+        names.put(metric, q.group_by, list(found.items()))
+        known |= found
+    rows = [(h, *name, 0) for h in hashes if (name := known.get(h)) is not None]
+    if len(rows) > MAX_SERIES:
+        return None
+    s = _indexed(rows, {int(row[0]): row[1:] for row in sums})
+    return s if s.one_per_gpu else None
 
 
 def _indexed(rows: list[tuple[Any, ...]], sums: dict[int, tuple[Any, ...]] | None) -> Series:

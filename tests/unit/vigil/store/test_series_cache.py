@@ -68,8 +68,8 @@ class OneAfterAnother:
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> OneAfterAnother:
-    monkeypatch.setattr(series_cache, "_caches", series_cache.weakref.WeakKeyDictionary())
+def store() -> OneAfterAnother:
+    series_cache.cache_of.clear()
     return OneAfterAnother()
 
 
