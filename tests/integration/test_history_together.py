@@ -215,3 +215,14 @@ def test_a_series_without_a_gpu_is_named_so_and_left_out(loaded: tuple[Store, in
         f"SELECT SeriesHash FROM {GAUGE_SERIES} WHERE ResourceAttributes['host.name'] = 'n-odd'"
     )[0]
     assert series_names.names_of(store).get("gpu.utilization", "team", [int(odd_hash)]) == {int(odd_hash): None}
+
+
+def test_the_average_lookup_names_the_series_for_the_totals(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, base = loaded
+    q = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
+    u.utilization(store, q)  # the page's chart, asked beside its tables
+    kinds = _kinds(monkeypatch, store)
+    u.gpu_hours(store, q)
+    assert kinds == ["totals"]

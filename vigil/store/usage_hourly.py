@@ -114,11 +114,12 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> 
     the two at once cost about the longer of them, where one query joining them cost their sum.
     """
     lookup, params = lookup_sql(q, p, not store.cluster)
+    names = names_of(store)
     if not (totals and not store.cluster and p.step == HOUR_S):
         rows = read_limited(store, lookup, params, MAX_SERIES + 1)
+        _name(names, q, rows)
         return _indexed(rows, None) if len(rows) <= MAX_SERIES else None
     sums_sql, sums_params = _totals_sql(lookup, q, p, params)
-    names = names_of(store)
     if not q.filters and names.knows(GPU_UTILIZATION.name, q.group_by):
         named = _named(store, q, sums_sql, sums_params, names)
         if named is not None:
@@ -129,12 +130,17 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> 
             lambda: read_limited(store, sums_sql, sums_params, TOTALS_CAP),
         ]
     )
-    names.put(GPU_UTILIZATION.name, q.group_by, [(int(r[0]), (r[1], r[2], r[3])) for r in rows])
+    _name(names, q, rows)
     if len(rows) > MAX_SERIES:
         return None
     if len(sums) >= TOTALS_CAP:  # series the lookup does not name (no gpu.uuid) filled the cap: read per GPU
         return _indexed(rows, None)
     return _indexed(rows, {int(row[0]): row[1:] for row in sums})
+
+
+def _name(names: SeriesNames, q: UsageQuery, lookup_rows: list[tuple[Any, ...]]) -> None:
+    """Remember what the lookup's series are (hash, uuid, group, host, seen): true of their hashes for good."""
+    names.put(GPU_UTILIZATION.name, q.group_by, [(int(r[0]), (r[1], r[2], r[3])) for r in lookup_rows])
 
 
 def _named(
