@@ -193,6 +193,20 @@ def test_series_not_named_yet_are_looked_up_by_their_hashes(
     named = series_names.names_of(store).get("gpu.utilization", "team", hashes)
     series_names.names_of.clear()
     series_names.names_of(store).put("gpu.utilization", "team", sorted(named.items())[1:])  # one forgotten
+    forgotten = min(named)
+    # another row of the forgotten series in the series table, unmerged (a point long before the range)
+    ((resource, attributes),) = store.read_rows(
+        f"SELECT ResourceAttributes, Attributes FROM {GAUGE_SERIES} WHERE SeriesHash = {{h:UInt64}} LIMIT 1",
+        {"h": forgotten},
+    )
+    names = ["MetricName", "ResourceAttributes", "Attributes", "TimeUnix", "Value"]
+    store.insert_columns(
+        GAUGE, [["gpu.utilization"], [resource], [attributes], [(base - 20 * DAY) * 10**9], [1.0]], names
+    )
+    assert (
+        store.read_rows(f"SELECT count() FROM {GAUGE_SERIES} WHERE SeriesHash = {{h:UInt64}}", {"h": forgotten})[0][0]
+        > 1
+    )
     kinds = _kinds(monkeypatch, store)
     assert _hours_and_top(store, q) == first
     assert kinds == ["totals", "names", "totals", "totals"]  # the forgotten one once, then named again

@@ -117,7 +117,7 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> 
     names = names_of(store)
     if not (totals and not store.cluster and p.step == HOUR_S):
         rows = read_limited(store, lookup, params, MAX_SERIES + 1)
-        _name(names, q, rows)
+        _remember(names, q, rows)
         return _indexed(rows, None) if len(rows) <= MAX_SERIES else None
     sums_sql, sums_params = _totals_sql(lookup, q, p, params)
     if not q.filters and names.knows(GPU_UTILIZATION.name, q.group_by):
@@ -130,7 +130,7 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> 
             lambda: read_limited(store, sums_sql, sums_params, TOTALS_CAP),
         ]
     )
-    _name(names, q, rows)
+    _remember(names, q, rows)
     if len(rows) > MAX_SERIES:
         return None
     if len(sums) >= TOTALS_CAP:  # series the lookup does not name (no gpu.uuid) filled the cap: read per GPU
@@ -138,7 +138,7 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> 
     return _indexed(rows, {int(row[0]): row[1:] for row in sums})
 
 
-def _name(names: SeriesNames, q: UsageQuery, lookup_rows: list[tuple[Any, ...]]) -> None:
+def _remember(names: SeriesNames, q: UsageQuery, lookup_rows: list[tuple[Any, ...]]) -> None:
     """Remember what the lookup's series are (hash, uuid, group, host, seen): true of their hashes for good."""
     names.put(GPU_UTILIZATION.name, q.group_by, [(int(r[0]), (r[1], r[2], r[3])) for r in lookup_rows])
 
@@ -163,11 +163,11 @@ def _named(
         sql = (
             f"SELECT SeriesHash, mapContains(Attributes, {{uuid_key:String}}), Attributes[{{uuid_key:String}}],\n"
             f"    {_GROUP}, ResourceAttributes[{{host_key:String}}]\n"
-            f"FROM {GAUGE_SERIES}\nWHERE MetricName = {{metric:String}} AND SeriesHash IN {{h:Array(UInt64)}}"
+            f"FROM {GAUGE_SERIES}\nWHERE MetricName = {{metric:String}} AND SeriesHash IN {{h:Array(UInt64)}}\n"
+            "LIMIT 1 BY SeriesHash"  # unmerged rows of one hash hold the same maps: one will do
         )
         params = {"metric": metric, "uuid_key": GPU_UUID, "host_key": HOST_NAME, "gkey": q.group_by, "none": NONE_LABEL}
-        rows = read_limited(store, sql, {**params, "h": missing}, TOTALS_CAP)
-        # rows of one hash name the same maps: any of them will do
+        rows = read_limited(store, sql, {**params, "h": missing}, len(missing))
         found = {int(h): ((uuid, g, host) if has else None) for h, has, uuid, g, host in rows}
         names.put(metric, q.group_by, list(found.items()))
         known |= found
