@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from vigil.store.memo import ByteLru, PerStore
 
-MAX_BYTES = 4 * 1024 * 1024  # ~12 k series names at one grouping (a 4,096-series lookup, three groupings)
+MAX_BYTES = 4 * 1024 * 1024  # ~9.5 k names at ~440 bytes each: a 4,096-series fleet under two groupings
 Key = tuple[str, str, int]  # (metric, grouping key, series hash)
 Name = tuple[str, str, str] | None  # (uuid, group, host); None: a series without `gpu.uuid`, never in an answer
 
