@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.usage_fleet import DAY, DAYS, HOUR, NASTY, answers, load_fresh
 from tests.rollup_answers import close
-from vigil.store import Store
+from vigil.store import Store, series_names
 from vigil.store import usage as u
 from vigil.store import usage_hourly as hourly
 from vigil.store.columns import flat_types
@@ -61,7 +61,7 @@ def test_the_series_tables_answer_as_the_hourly_rollup(
     q = u.UsageQuery(base, base + DAYS * DAY, step, group_by=group_by, filters=filters, source=Resolution.HOUR)
     used = []
     real = hourly.series
-    monkeypatch.setattr(hourly, "series", lambda *a: used.append(1) or real(*a))
+    monkeypatch.setattr(hourly, "series", lambda *a, **kw: used.append(1) or real(*a, **kw))
     fast = answers(store, q)
     assert used, "the 1-hour answers did not read the series tables"
     monkeypatch.setattr(u, "_hourly", lambda *a: None)  # the rollup with its maps, as before migration 12
@@ -87,6 +87,39 @@ def test_one_series_per_gpu_answers_hours_and_top_from_the_lookup_and_the_totals
     assert fast[0] and fast[1]
     monkeypatch.setattr(u, "_hourly", lambda *a: None)
     close(fast, (u.gpu_hours(store, q), u.top_gpus(store, q, "idle")))
+
+
+def test_a_gpu_with_several_series_answers_alike_named_or_looked_up(
+    loaded: tuple[Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GPU-m0 has one series until hour 5 and more after it. Over the first five hours the series with
+    rows in the range are one per GPU, whether named or looked up (the lookup also finds m0's later
+    series): the same answers, bit for bit. Over the whole range m0's series fall back to the lookup,
+    and the totals are read once."""
+    store, base = loaded
+    series_names.names_of.clear()
+    early = u.UsageQuery(base, base + 5 * HOUR, HOUR, source=Resolution.HOUR)
+
+    def asked(q: u.UsageQuery) -> tuple[Any, ...]:
+        return u.gpu_hours(store, q), u.top_gpus(store, q, "idle"), u.top_gpus(store, q, "hot")
+
+    with monkeypatch.context() as m:
+        m.setattr(series_names.SeriesNames, "knows", lambda *a: False)
+        looked_up = asked(early)
+    reads: list[str] = []
+    real = hourly.read_limited
+    monkeypatch.setattr(hourly, "read_limited", lambda *a: reads.append(a[1]) or real(*a))
+    named = asked(early)
+    assert len(reads) == 3 and all(f"FROM {ROLLUP_1H_SERIES} FINAL" in sql for sql in reads)  # totals alone
+    assert named == looked_up
+    reads.clear()
+    whole = u.UsageQuery(base, base + DAYS * DAY, HOUR, source=Resolution.HOUR)
+    u.gpu_hours(store, whole)
+    totals = [sql for sql in reads if f"FROM {ROLLUP_1H_SERIES} FINAL" in sql and "{h:Array(UInt64)}" not in sql]
+    assert len(totals) == 1 and reads[0] == totals[0]  # read once, first
+    assert reads[1].startswith("SELECT SeriesHash, Attributes[")  # then the lookup alone
+    monkeypatch.setattr(u, "_hourly", lambda *a: None)  # the rollup with its maps
+    close(named, asked(early))
 
 
 @pytest.mark.parametrize("filters", [{}, {"host.name": "n9"}, {"team": NASTY}])

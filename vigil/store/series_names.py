@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from vigil.store.memo import ByteLru, PerStore
 
-MAX_BYTES = 4 * 1024 * 1024  # ~9.5 k names at ~440 bytes each: a 4,096-series fleet under two groupings
+MAX_BYTES = 16 * 1024 * 1024  # ~38 k names at ~440 bytes each: a 4,096-series fleet under nine groupings
 Key = tuple[str, str, int]  # (metric, grouping key, series hash)
 Name = tuple[str, str, str] | None  # (uuid, group, host); None: a series without `gpu.uuid`, never in an answer
 
@@ -54,7 +54,10 @@ class SeriesNames(ByteLru[Key, Name]):
                     self._groupings[(metric, group_by)] = self._groupings.get((metric, group_by), 0) + 1
 
     def _dropped(self, key: Key) -> None:
-        self._groupings[key[:2]] -= 1
+        grouping = key[:2]
+        self._groupings[grouping] -= 1
+        if not self._groupings[grouping]:
+            del self._groupings[grouping]  # a grouping asked once (any attribute name) leaves nothing behind
 
 
 names_of: PerStore[SeriesNames] = PerStore(SeriesNames)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from vigil.names import GPU_UTILIZATION, GPU_UUID, HOST_NAME, SIMULATED
@@ -281,9 +281,7 @@ def _hourly(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) ->
         return None
     if not totals:
         return hourly.series(store, q, p)
-    found = hourly.series(store, q, p, totals)
-    cache_of(store).put(_lookup_key(q, p), None if found is None else replace(found, totals=None))
-    return found
+    return hourly.series(store, q, p, totals, remember=lambda s: cache_of(store).put(_lookup_key(q, p), s))
 
 
 def _lookup_key(q: UsageQuery, p: SeriesPlan) -> tuple[Any, ...]:

@@ -13,6 +13,7 @@ shards); otherwise they are grouped per (GPU, bucket) in SQL, which is exact in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,13 +106,22 @@ def lookup_sql(q: UsageQuery, p: SeriesPlan, single_node: bool) -> tuple[str, di
     return sql, params
 
 
-def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> Series | None:
+def series(
+    store: Store,
+    q: UsageQuery,
+    p: SeriesPlan,
+    totals: bool = False,
+    remember: Callable[[Series | None], None] | None = None,
+) -> Series | None:
     """The GPU series that match `q`'s filters and were seen in its range; None past `MAX_SERIES`.
 
     `totals`: each series' hourly totals over the range too (`per_gpu`'s numbers when every GPU has one
-    series, the step is the table's hour and the store is one node), read beside the lookup
-    (`Store.read_together`): each query pays a few milliseconds of planning before it reads a row, so
-    the two at once cost about the longer of them, where one query joining them cost their sum.
+    series, the step is the table's hour and the store is one node), and then only the series with rows
+    in the range, as the rollup counts them. On one node a question without filters reads its totals
+    alone once its grouping's series are named (`_named`); otherwise, or where that cannot answer, the
+    lookup is read beside the totals (`Store.read_together`): each query pays a few milliseconds of
+    planning before it reads a row, so the two at once cost about the longer of them.
+    `remember`: hears the lookup's own series whenever the lookup is read (the average's speculation).
     """
     lookup, params = lookup_sql(q, p, not store.cluster)
     names = names_of(store)
@@ -120,22 +130,30 @@ def series(store: Store, q: UsageQuery, p: SeriesPlan, totals: bool = False) -> 
         _remember(names, q, rows)
         return _indexed(rows, None) if len(rows) <= MAX_SERIES else None
     sums_sql, sums_params = _totals_sql(lookup, q, p, params)
+
+    def read_lookup() -> list[tuple[Any, ...]]:
+        return read_limited(store, lookup, params, MAX_SERIES + 1)
+
+    def read_sums() -> list[tuple[Any, ...]]:
+        return read_limited(store, sums_sql, sums_params, TOTALS_CAP)
+
     if not q.filters and names.knows(GPU_UTILIZATION.name, q.group_by):
-        named = _named(store, q, sums_sql, sums_params, names)
+        sums = read_sums()
+        named = _named(store, q, sums, names)
         if named is not None:
             return named
-    rows, sums = store.read_together(
-        [
-            lambda: read_limited(store, lookup, params, MAX_SERIES + 1),
-            lambda: read_limited(store, sums_sql, sums_params, TOTALS_CAP),
-        ]
-    )
+        rows = read_lookup()  # the totals are read already
+    else:
+        rows, sums = store.read_together([read_lookup, read_sums])
     _remember(names, q, rows)
+    if remember is not None:
+        remember(_indexed(rows, None) if len(rows) <= MAX_SERIES else None)
     if len(rows) > MAX_SERIES:
         return None
     if len(sums) >= TOTALS_CAP:  # series the lookup does not name (no gpu.uuid) filled the cap: read per GPU
         return _indexed(rows, None)
-    return _indexed(rows, {int(row[0]): row[1:] for row in sums})
+    found = {int(row[0]): row[1:] for row in sums}
+    return _indexed([row for row in rows if int(row[0]) in found], found)
 
 
 def _remember(names: SeriesNames, q: UsageQuery, lookup_rows: list[tuple[Any, ...]]) -> None:
@@ -143,22 +161,21 @@ def _remember(names: SeriesNames, q: UsageQuery, lookup_rows: list[tuple[Any, ..
     names.put(GPU_UTILIZATION.name, q.group_by, [(int(r[0]), (r[1], r[2], r[3])) for r in lookup_rows])
 
 
-def _named(
-    store: Store, q: UsageQuery, sums_sql: str, sums_params: dict[str, Any], names: SeriesNames
-) -> Series | None:
-    """`series(..., totals=True)` of a question without filters, from its totals alone: every series
-    with rows in the range is named from `names` (`vigil.store.series_names`), those not named yet
-    looked up by their hashes. The same `Series`, in the same order, as the lookup beside the totals
-    gives: the lookup's series without rows in the range add nothing to an answer, and a series with
-    rows in the range was seen in it. None where that path must answer instead: totals past their
-    cap, more than `MAX_SERIES` GPU series, or a GPU with several series (the lookup picks its host)."""
-    sums = read_limited(store, sums_sql, sums_params, TOTALS_CAP)
+def _named(store: Store, q: UsageQuery, sums: list[tuple[Any, ...]], names: SeriesNames) -> Series | None:
+    """`series(..., totals=True)` of a question without filters from its totals alone: each series with
+    rows in the range named from `names` (`vigil.store.series_names`), those not named yet looked up by
+    their hashes. The same `Series`, in the same order, as the lookup beside the totals gives, as both
+    keep the series with rows in the range. None where the lookup must answer: totals past their cap,
+    most of the series not named (a lookup costs what naming them would), more than `MAX_SERIES` GPU
+    series, or a GPU with several series (the lookup picks the host of its latest)."""
     if len(sums) >= TOTALS_CAP:
         return None
     metric = GPU_UTILIZATION.name
     hashes = sorted(int(row[0]) for row in sums)  # the lookup's order
     known = names.get(metric, q.group_by, hashes)
     missing = [h for h in hashes if h not in known]
+    if len(missing) > len(hashes) // 2:
+        return None
     if missing:
         sql = (
             f"SELECT SeriesHash, mapContains(Attributes, {{uuid_key:String}}), Attributes[{{uuid_key:String}}],\n"
@@ -171,10 +188,10 @@ def _named(
         found = {int(h): ((uuid, g, host) if has else None) for h, has, uuid, g, host in rows}
         names.put(metric, q.group_by, list(found.items()))
         known |= found
-    rows = [(h, *name, 0) for h in hashes if (name := known.get(h)) is not None]
-    if len(rows) > MAX_SERIES:
+    named = [(h, *name, 0) for h in hashes if (name := known.get(h)) is not None]
+    if len(named) > MAX_SERIES:
         return None
-    s = _indexed(rows, {int(row[0]): row[1:] for row in sums})
+    s = _indexed(named, {int(row[0]): row[1:] for row in sums})
     return s if s.one_per_gpu else None
 
 
