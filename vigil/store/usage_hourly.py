@@ -124,8 +124,8 @@ def series(
     `remember`: hears the lookup's own series whenever the lookup is read (the average's speculation).
     """
     lookup, params = lookup_sql(q, p, not store.cluster)
-    names = names_of(store)
-    if not (totals and not store.cluster and p.step == HOUR_S):
+    names = names_of(store) if not store.cluster else None  # only one node reads totals by name
+    if not (totals and names is not None and p.step == HOUR_S):
         rows = read_limited(store, lookup, params, MAX_SERIES + 1)
         _remember(names, q, rows)
         return _indexed(rows, None) if len(rows) <= MAX_SERIES else None
@@ -139,12 +139,14 @@ def series(
 
     if not q.filters and names.knows(GPU_UTILIZATION.name, q.group_by):
         sums = read_sums()
-        named = _named(store, q, sums, names)
+        found = {int(row[0]): row[1:] for row in sums}
+        named = _named(store, q, found, names) if len(sums) < TOTALS_CAP else None
         if named is not None:
             return named
         rows = read_lookup()  # the totals are read already
     else:
         rows, sums = store.read_together([read_lookup, read_sums])
+        found = {int(row[0]): row[1:] for row in sums}
     _remember(names, q, rows)
     if remember is not None:
         remember(_indexed(rows, None) if len(rows) <= MAX_SERIES else None)
@@ -152,26 +154,24 @@ def series(
         return None
     if len(sums) >= TOTALS_CAP:  # series the lookup does not name (no gpu.uuid) filled the cap: read per GPU
         return _indexed(rows, None)
-    found = {int(row[0]): row[1:] for row in sums}
     return _indexed([row for row in rows if int(row[0]) in found], found)
 
 
-def _remember(names: SeriesNames, q: UsageQuery, lookup_rows: list[tuple[Any, ...]]) -> None:
+def _remember(names: SeriesNames | None, q: UsageQuery, lookup_rows: list[tuple[Any, ...]]) -> None:
     """Remember what the lookup's series are (hash, uuid, group, host, seen): true of their hashes for good."""
-    names.put(GPU_UTILIZATION.name, q.group_by, [(int(r[0]), (r[1], r[2], r[3])) for r in lookup_rows])
+    if names is not None:
+        names.put(GPU_UTILIZATION.name, q.group_by, [(int(r[0]), (r[1], r[2], r[3])) for r in lookup_rows])
 
 
-def _named(store: Store, q: UsageQuery, sums: list[tuple[Any, ...]], names: SeriesNames) -> Series | None:
+def _named(store: Store, q: UsageQuery, sums: dict[int, tuple[Any, ...]], names: SeriesNames) -> Series | None:
     """`series(..., totals=True)` of a question without filters from its totals alone: each series with
     rows in the range named from `names` (`vigil.store.series_names`), those not named yet looked up by
     their hashes. The same `Series`, in the same order, as the lookup beside the totals gives, as both
-    keep the series with rows in the range. None where the lookup must answer: totals past their cap,
-    most of the series not named (a lookup costs what naming them would), more than `MAX_SERIES` GPU
+    keep the series with rows in the range (`sums`, by hash, under their cap). None where the lookup
+    must answer: most of the series not named (a lookup costs what naming them would), more than `MAX_SERIES` GPU
     series, or a GPU with several series (the lookup picks the host of its latest)."""
-    if len(sums) >= TOTALS_CAP:
-        return None
     metric = GPU_UTILIZATION.name
-    hashes = sorted(int(row[0]) for row in sums)  # the lookup's order
+    hashes = sorted(sums)  # the lookup's order
     known = names.get(metric, q.group_by, hashes)
     missing = [h for h in hashes if h not in known]
     if len(missing) > len(hashes) // 2:
@@ -191,7 +191,7 @@ def _named(store: Store, q: UsageQuery, sums: list[tuple[Any, ...]], names: Seri
     named = [(h, *name, 0) for h in hashes if (name := known.get(h)) is not None]
     if len(named) > MAX_SERIES:
         return None
-    s = _indexed(named, {int(row[0]): row[1:] for row in sums})
+    s = _indexed(named, sums)
     return s if s.one_per_gpu else None
 
 
