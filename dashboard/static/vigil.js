@@ -127,6 +127,11 @@
     return r.json();
   }
 
+  // [ten steps before, one after] the only time of a chart's data; null where it has several.
+  function loneRange(xs, step) {
+    return xs && xs.length === 1 ? [xs[0] - step * 10, xs[0] + step] : null;
+  }
+
   async function draw(el) {
     const kind = el.dataset.kind === "stacked" ? "stacked" : "line";
     const unit = el.dataset.unit || "";
@@ -183,9 +188,10 @@
       bands,
       axes: [{}, { values: (u, vals) => vals.map((v) => fmt(u, v)), size: 84 }],
       legend: { live: true },
-      // a lone point (a fresh start) would otherwise be centred in years of empty axis
       scales: {
-        x: { time: true, range: (u, min, max) => (min === max ? [min - (body.step || 60) * 10, max + (body.step || 60)] : [min, max]) },
+        // A lone point (a fresh start): uPlot widens a single time to 86,400 / ms before it asks, 1,000
+        // days at second resolution, so the point is found from the data: ten steps before it, one after.
+        x: { time: true, range: (u, min, max) => loneRange(u.data[0], body.step || 60) || [min, max] },
         // a ratio that stays 0 would otherwise get uPlot's 0..100 range, read as 0..10000 %
         ...(unit === "ratio" ? { y: { range: (u, min, max) => [0, Math.max(max || 0, 0.01) * 1.1] } } : {}),
       },

@@ -63,6 +63,14 @@ def vigil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalVigil]:
         server.stop(signal.SIGTERM)
 
 
+def log_in(page: Any, vigil: LocalVigil) -> None:
+    page.goto(f"{vigil.url}/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_url(f"{vigil.url}/")
+
+
 def shot(page: Any, out: Path, name: str) -> None:
     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
 
@@ -138,13 +146,31 @@ def test_every_page_renders_clean_for_a_viewer_of_hostile_labels(
 ) -> None:
     """Each page in the navigation loads with no console error, and the hostile team never runs."""
     page, console = browser_page
-    page.goto(f"{vigil.url}/login")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form[action='/login'] button[type=submit]")
-    page.wait_for_url(f"{vigil.url}/")
+    log_in(page, vigil)
     for path in ("/inference", "/incidents", "/slos", "/runbooks", "/history", "/admin", "/docs"):
         page.goto(f"{vigil.url}{path}")
         page.wait_for_load_state("networkidle")
         shot(page, output_dir, "page" + path.replace("/", "-"))
+    assert console.errors == []
+
+
+def test_a_history_chart_of_one_bucket_spans_that_bucket_not_years(
+    vigil: LocalVigil, browser_page: tuple[Any, Console], output_dir: Path
+) -> None:
+    """A fresh start at a day's step has one bucket. uPlot widens a lone time to 1,000 days before its
+    range callback sees it; the charts show ten steps before the point and one after instead."""
+    page, console = browser_page
+    log_in(page, vigil)
+    day = 86_400
+    page.goto(f"{vigil.url}/history?range=7d&step={day}")
+    rendered_chart(page)
+    shot(page, output_dir, "history-one-bucket")
+    charts = page.eval_on_selector_all(
+        ".chart[data-src]", "els => els.map(e => [e._plot.scales.x.min, e._plot.scales.x.max, [...e._plot.data[0]]])"
+    )
+    assert len(charts) == 2
+    for lo, hi, times in charts:
+        assert times, "the chart has its bucket"
+        assert lo <= min(times) and max(times) <= hi  # every point shown
+        assert hi - lo <= 11 * day, (hi - lo) / day  # one bucket: 11 days of axis, two (past midnight): one
     assert console.errors == []
