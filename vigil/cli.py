@@ -128,6 +128,7 @@ def build_plan(args: argparse.Namespace, settings: Settings) -> RunPlan:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from vigil import query_client
     from vigil.app import create_app
     from vigil.serve import serve
 
@@ -138,7 +139,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     plan = build_plan(args, settings)
     store = open_store(settings.store_url, settings.clickhouse_cluster)
     supervisor: Supervisor | None = None
+    port_file = query_client.port_file(settings.store_url)  # `vigil query --data` finds this server by it
     try:
+        if port_file is not None:
+            port_file.write_text(f"{settings.port}\n")
         migrate(store, SchemaContext.from_settings(settings))
         running = {"workload": plan.workload is not None, "agent": plan.agent is not None}
         specs = [feature.child(plan, settings) for feature in FEATURES if running.get(feature.NAME, True)]
@@ -157,6 +161,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         if supervisor:
             supervisor.stop()
+        if port_file is not None:
+            port_file.unlink(missing_ok=True)
         store.close()
 
 
@@ -195,14 +201,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else "csv" if args.csv else "table"
     url = args.url
     holder = query_client.lock_holder(settings.store_url)
-    if url is None and (
-        holder
-        or (
-            not settings.store_url.startswith("chdb://")
-            and query_client.answers(_loopback_url(settings.host, settings.port))
-        )
-    ):
-        url = _loopback_url(settings.host, settings.port)
+    if url is None and holder:  # the port the holder recorded (`vigil up --port`), else VIGIL_PORT
+        url = _loopback_url(settings.host, query_client.served_port(settings.store_url) or settings.port)
+    elif url is None and not settings.store_url.startswith("chdb://"):  # a server store: is Vigil answering?
+        running_at = _loopback_url(settings.host, settings.port)
+        url = running_at if query_client.answers(running_at) else None
     if url is not None:
         running = f" (pid {holder} holds the store)" if holder else ""
         print(f"vigil query: through the API of the running Vigil at {url}{running}", file=sys.stderr)
@@ -381,7 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--group-by", default="team", help="--report: the resource attribute to group by (default team)")
     q.add_argument("--step", type=int, default=3600, help="--report: bucket seconds (default 3600)")
     q.add_argument("--data", type=Path, help="data directory (default ./.vigil)")
-    q.add_argument("--url", help="a running Vigil's URL (default: VIGIL_HOST/VIGIL_PORT when Vigil holds the store)")
+    q.add_argument(
+        "--url",
+        help="a running Vigil's URL (default, while Vigil holds the store: the port it recorded, on VIGIL_HOST)",
+    )
     out = q.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="rows as a JSON array of arrays")
     out.add_argument("--csv", action="store_true", help="CSV with a header row")

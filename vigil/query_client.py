@@ -10,6 +10,7 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
@@ -35,6 +36,25 @@ def lock_holder(store_url: str) -> str | None:
     except OSError:
         return None
     return None
+
+
+PORT_FILE = "vigil.port"  # beside an embedded store: the port of the `vigil up` that holds it, while it runs
+
+
+def port_file(store_url: str) -> Path | None:
+    """Where `vigil up` records its port beside an embedded store; None for a server store."""
+    path = embedded_path(store_url)
+    return None if path is None else path.parent / PORT_FILE
+
+
+def served_port(store_url: str) -> int | None:
+    """The port the `vigil up` holding this embedded store recorded, if it did and the file names one."""
+    path = port_file(store_url)
+    try:
+        text = path.read_text().strip() if path is not None else ""
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def answers(url: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,9 +22,10 @@ from prometheus_client import CollectorRegistry
 
 from dashboard import query as query_api
 from dashboard.context import service_context
-from tests.local import ROOT, free_port, serving
+from tests.local import ROOT, LocalVigil, free_port, serving
 from vigil.access import Principal, Role, authenticate
 from vigil.kernel import RunPlan, ServiceContext
+from vigil.query_client import PORT_FILE
 from vigil.settings import Settings
 from vigil.store import Store
 from vigil.store.columns import GAUGE
@@ -195,6 +197,25 @@ def test_cli_goes_through_the_api_while_vigil_holds_the_store(api: str, store: S
     assert held.returncode == 0, held.stderr
     assert "through the API of the running Vigil" in held.stderr and f"pid {os.getpid()}" in held.stderr
     assert json.loads(held.stdout) == [[42]]
+
+
+def test_cli_finds_the_port_of_the_vigil_up_that_holds_the_store(tmp_path: Path) -> None:
+    """`vigil up --port P` records P beside its store while it runs: `vigil query --data` asks P, not
+    VIGIL_PORT, and the record goes when Vigil stops."""
+    data = tmp_path / "data"
+    server = LocalVigil(data, env={"VIGIL_API_TOKENS": TOKEN})
+    server.start()
+    try:
+        assert (data / PORT_FILE).read_text().strip() == str(server.port)
+        held = vigil_query("--data", str(data), "--json", "SELECT 41 + 1", env={"VIGIL_PORT": str(free_port())})
+        assert held.returncode == 0, held.stderr
+        assert f"through the API of the running Vigil at {server.url}" in held.stderr
+        assert json.loads(held.stdout) == [[42]]
+    finally:
+        server.stop(signal.SIGTERM)
+    assert not (data / PORT_FILE).exists()
+    direct = vigil_query("--data", str(data), "--json", "SELECT 41 + 1")
+    assert "directly on the store" in direct.stderr and json.loads(direct.stdout) == [[42]]
 
 
 def test_cli_uses_the_store_directly_when_vigil_is_stopped(tmp_path: Path) -> None:
